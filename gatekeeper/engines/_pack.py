@@ -1,0 +1,192 @@
+"""Loading the Rego policy pack from a directory, checking it, hashing it.
+
+The pack is what ``opa run --server --bundle policies/`` serves: every
+``*.rego`` module (tests excluded) and every ``data.json``, whose directory
+gives its place under ``data`` (``policies/catalog/data.json`` is
+``data.catalog``).
+
+The revision is a SHA-256 over the pack's content, computed the same way from
+the files on disk and from what an OPA server reports it has loaded
+(``GET /v1/policies`` and ``GET /v1/data/<root>``), so the two can be compared
+without trusting file paths::
+
+    >>> from gatekeeper.engines import load_pack
+    >>> pack = load_pack("policies")
+    >>> pack.revision.startswith("sha256:")
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+
+from gatekeeper.errors import PolicyError
+
+__all__ = ["ENTRYPOINT", "PolicyPack", "compute_revision", "load_pack", "package_of"]
+
+#: The one entrypoint of the pack, as a data path.
+ENTRYPOINT = "gatekeeper/decision"
+
+_PACKAGE_RE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+_CALL_RE = re.compile(r"(?<![\w.\"])([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\s*\(")
+_FUNC_DEF_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\([^)]*\)\s*(?::=|=|if\b|\{)", re.MULTILINE)
+_COMMENT_RE = re.compile(r"#[^\n]*")
+_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
+
+#: Built-ins whose behaviour differs between rego-cpp and OPA, or which do not
+#: exist in rego-cpp: the pack must not call them (SIS-REFERENCE.md 3.3).
+FORBIDDEN_BUILTIN_PREFIXES: tuple[str, ...] = (
+    "time.",
+    "net.",
+    "http.",
+    "json.match_schema",
+    "json.verify_schema",
+    "strings.render_template",
+    "rego.",
+    "providers.",
+    "graphql.",
+    "crypto.x509.parse_and_verify_certificates_with_options",
+    "opa.runtime",
+    "rand.",
+    "uuid.",
+    "sprintf",
+    "trace",
+    "print",
+    "to_number",
+)
+
+_KEYWORDS = frozenset(
+    {"if", "contains", "in", "not", "some", "every", "with", "else", "import", "set"}
+)
+
+
+def package_of(source: str) -> str:
+    """The package name a Rego module declares ("" if none)."""
+    match = _PACKAGE_RE.search(_COMMENT_RE.sub("", source))
+    return match.group(1) if match else ""
+
+
+def _is_test_package(source: str) -> bool:
+    return package_of(source).endswith("_test")
+
+
+def compute_revision(modules: Iterable[str], data: Mapping[str, Any]) -> str:
+    """The pack revision: SHA-256 over the module texts (order-free) and the data.
+
+    Test modules (packages ending in ``_test``) are ignored, so adding a test
+    does not change the revision of the rules that decide.
+    """
+    digests = sorted(
+        hashlib.sha256(text.encode("utf-8")).hexdigest()
+        for text in modules
+        if not _is_test_package(text)
+    )
+    h = hashlib.sha256(b"gatekeeper-pack/1\n")
+    for digest in digests:
+        h.update(digest.encode("ascii") + b"\n")
+    h.update(b"data\n")
+    h.update(rfc8785.dumps(dict(data)))
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPack:
+    """A loaded policy pack: modules by relative path, merged data, revision."""
+
+    root: Path
+    modules: Mapping[str, str]
+    data: Mapping[str, Any]
+    revision: str
+
+    def builtin_calls(self) -> set[str]:
+        """Every function name the pack calls that it does not define itself."""
+        defined: set[str] = set()
+        called: set[str] = set()
+        for source in self.modules.values():
+            text = _STRING_RE.sub('""', _COMMENT_RE.sub("", source))
+            defined.update(_FUNC_DEF_RE.findall(text))
+            called.update(_CALL_RE.findall(text))
+        return {
+            name
+            for name in called
+            if name not in defined and name not in _KEYWORDS and not name.startswith("_")
+        }
+
+    def check_builtins(self, is_builtin: Any = None) -> None:
+        """Raise PolicyError if the pack calls a built-in the engines disagree on.
+
+        ``is_builtin`` (a callable, e.g. regopy's ``Interpreter.is_builtin``)
+        also rejects any call rego-cpp does not implement at all: rego-cpp
+        would otherwise evaluate it to *undefined* instead of failing.
+        """
+        problems: list[str] = []
+        for name in sorted(self.builtin_calls()):
+            if any(name == p.rstrip(".") or name.startswith(p) for p in FORBIDDEN_BUILTIN_PREFIXES):
+                problems.append(f"{name}: differs between rego-cpp and OPA, not allowed")
+            elif is_builtin is not None and not is_builtin(name):
+                problems.append(f"{name}: not a built-in of the embedded engine")
+        if problems:
+            raise PolicyError("policy pack uses unsupported built-ins: " + "; ".join(problems))
+
+
+def _merge(target: dict[str, Any], path: tuple[str, ...], value: Any, where: Path) -> None:
+    node = target
+    for key in path:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise PolicyError(f"{where}: data path {'/'.join(path)} collides with a value")
+        node = child
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}: a data.json must hold a JSON object")
+    for key, item in value.items():
+        if key in node:
+            raise PolicyError(f"{where}: data key {key!r} defined twice")
+        node[key] = item
+
+
+def load_pack(root: str | Path) -> PolicyPack:
+    """Load and check the pack under ``root``.
+
+    Raises PolicyError when the directory has no modules, a module is not
+    Rego v1 (``import rego.v1``), or a data file is not a JSON object.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise PolicyError(f"policy directory not found: {base}")
+    modules: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    try:
+        for path in sorted(base.rglob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(base).as_posix()
+            if path.suffix == ".rego":
+                source = path.read_text(encoding="utf-8")
+                if _is_test_package(source):
+                    continue
+                if not re.search(r"^\s*import\s+rego\.v1\s*$", source, re.MULTILINE):
+                    raise PolicyError(f"{rel}: not a Rego v1 module (missing 'import rego.v1')")
+                modules[rel] = source
+            elif path.name == "data.json":
+                value = json.loads(path.read_text(encoding="utf-8"))
+                _merge(data, tuple(path.relative_to(base).parent.parts), value, path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyError(f"cannot read policy pack {base}: {exc}") from exc
+    if not modules:
+        raise PolicyError(f"no Rego modules in {base}")
+    pack = PolicyPack(
+        root=base,
+        modules=modules,
+        data=data,
+        revision=compute_revision(modules.values(), data),
+    )
+    pack.check_builtins()
+    return pack

@@ -1,0 +1,228 @@
+# Facts derived from the normalized policy input (docs/policy-input.md).
+#
+# Python hands the pack a fully populated input: every key is present, dates
+# are integer days in the district time zone, names are normalized. Nothing
+# here uses time, network or schema built-ins (rego-cpp and OPA differ there).
+package gatekeeper
+
+import rego.v1
+
+cat := data.catalog
+
+requester := input.requester
+
+student := input.student
+
+lb := input.legal_basis
+
+# --- fields -------------------------------------------------------------
+
+requested_status_fields := {f | some f in input.fields; f in cat.fields.status}
+
+requested_proxy_fields := {f | some f in input.fields; f in cat.fields.national_origin_proxies}
+
+directory_only if {
+	count(input.fields) > 0
+	every f in input.fields {
+		f in cat.fields.directory
+	}
+}
+
+asks_enrollment_inquiry if {
+	some f in input.fields
+	f in cat.fields.enrollment_inquiry
+}
+
+# --- who asks -----------------------------------------------------------
+
+external if not requester.kind in cat.kinds.internal
+
+identity_unverified if requester.identity_verified != true
+
+is_immigration_code(code) if code in cat.agencies.immigration
+
+# The requester itself is an immigration authority (SB 98 site notice).
+requester_is_immigration if requester.kind == "immigration_authority"
+
+requester_is_immigration if is_immigration_code(requester.agency)
+
+# By or for an immigration authority: itself, relayed, or through a task force.
+immigration_authority_involved if requester_is_immigration
+
+immigration_authority_involved if is_immigration_code(input.on_behalf_of)
+
+immigration_authority_involved if {
+	some member in input.task_force
+	is_immigration_code(member)
+}
+
+task_force_has_immigration if {
+	some member in input.task_force
+	is_immigration_code(member)
+}
+
+is_police if requester.kind in cat.kinds.police
+
+is_vendor if requester.kind == "vendor"
+
+is_vendor if is_object(input.vendor)
+
+vendor_enforcement_linked if input.vendor.enforcement_linked == true
+
+# --- immigration context (RULES.md) -------------------------------------
+
+immigration_context if immigration_authority_involved
+
+immigration_context if input.purpose == "immigration_enforcement"
+
+immigration_context if vendor_enforcement_linked
+
+immigration_context if lb.type in cat.documents.immigration
+
+# Student-visa compliance: DHS-SEVP asking about an F-1 student (IMM-18).
+sevp_case if {
+	requester.agency == cat.agencies.sevp
+	"f1_visa" in student.flags
+}
+
+# --- the student ----------------------------------------------------------
+
+has_flag(flag) if flag in student.flags
+
+minor if {
+	is_number(student.age)
+	student.age < cat.thresholds.adult_age
+}
+
+adult if {
+	is_number(student.age)
+	student.age >= cat.thresholds.adult_age
+}
+
+requester_is_guardian if {
+	not input.is_bulk
+	requester.id != ""
+	requester.id in student.guardian_ids
+}
+
+requester_is_the_student if {
+	not input.is_bulk
+	requester.kind == "eligible_student"
+	requester.id != ""
+	requester.id == student.id
+}
+
+# The requester holds the FERPA rights over this student's records.
+requester_is_rightholder if {
+	requester_is_guardian
+	minor
+}
+
+requester_is_rightholder if {
+	requester_is_the_student
+	adult
+}
+
+# --- consent ------------------------------------------------------------
+
+has_consent if is_object(input.consent)
+
+consent := input.consent
+
+# A signed writing, not a verbal claim or an unsigned paper.
+written_consent if {
+	has_consent
+	consent.signed == true
+	consent.received_via != "verbal_claim"
+}
+
+consent_complete if {
+	written_consent
+	consent.signed_by_role != ""
+	is_number(consent.dated_day)
+	consent.dated_day <= input.as_of_day
+	count(consent.records) > 0
+	consent.purpose != ""
+	consent.recipient != ""
+}
+
+consent_recipient_fits if consent.recipient == requester.agency
+
+consent_recipient_fits if consent.recipient == requester.id
+
+consent_records_fit if "all" in consent.records
+
+consent_records_fit if {
+	every f in input.fields {
+		f in consent.records
+	}
+}
+
+consent_fits if {
+	not input.is_bulk
+	consent_recipient_fits
+	consent.purpose == input.purpose
+	consent_records_fit
+}
+
+consent_signer_is_rightholder if {
+	consent.signed_by_role in cat.consent.parent_roles
+	minor
+}
+
+consent_signer_is_rightholder if {
+	consent.signed_by_role == "eligible_student"
+	adult
+}
+
+consent_revoked if {
+	has_consent
+	is_number(consent.revoked_day)
+	consent.revoked_day <= input.as_of_day
+}
+
+consent_verified if consent.received_via in cat.consent.verified_channels
+
+consent_verified if consent.verified_with_rightholder == true
+
+# Complete, fitting, signed by the right-holder and not revoked.
+consent_valid_unverified if {
+	consent_complete
+	consent_fits
+	consent_signer_is_rightholder
+	not consent_revoked
+}
+
+consent_valid if {
+	consent_valid_unverified
+	consent_verified
+}
+
+# --- emergency ----------------------------------------------------------
+
+emergency_asserted if is_object(input.emergency)
+
+emergency_asserted if input.purpose == "emergency"
+
+emergency_determined if input.emergency.district_determination == "articulable_significant_threat"
+
+# --- vendor contract ----------------------------------------------------
+
+vendor_fields_fit if input.vendor.contracted_fields == null
+
+vendor_fields_fit if {
+	is_array(input.vendor.contracted_fields)
+	every f in input.fields {
+		f in input.vendor.contracted_fields
+	}
+}
+
+# Inside the contract's scope (the board flag is judged separately: IMM-14R).
+vendor_in_contract_scope if {
+	is_object(input.vendor)
+	input.vendor.compliant == true
+	input.purpose in input.vendor.contracted_purposes
+	vendor_fields_fit
+	not vendor_enforcement_linked
+	input.on_behalf_of == ""
+}
