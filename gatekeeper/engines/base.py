@@ -53,8 +53,10 @@ class PolicyEngine(Protocol):
 
 def _str_list(value: Any, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise EngineError(f"malformed policy output: {key} is not a list of strings",
-                          reason="malformed_policy_output")
+        raise EngineError(
+            f"malformed policy output: {key} is not a list of strings",
+            reason="malformed_policy_output",
+        )
     return value
 
 
@@ -70,7 +72,9 @@ def check_policy_output(
     edit gets it wrong), and only a permit releases anything.
     """
     if not isinstance(raw, dict):
-        raise EngineError("malformed policy output: not an object", reason="malformed_policy_output")
+        raise EngineError(
+            "malformed policy output: not an object", reason="malformed_policy_output"
+        )
     if set(raw) != DECISION_KEYS:
         missing = sorted(DECISION_KEYS - set(raw))
         extra = sorted(set(raw) - DECISION_KEYS)
@@ -79,25 +83,35 @@ def check_policy_output(
             reason="malformed_policy_output",
         )
     if raw["decision"] not in EFFECTS:
-        raise EngineError(f"malformed policy output: decision {raw['decision']!r}",
-                          reason="malformed_policy_output")
+        raise EngineError(
+            f"malformed policy output: decision {raw['decision']!r}",
+            reason="malformed_policy_output",
+        )
     rules = _str_list(raw["rules"], "rules")
     if not rules:
-        raise EngineError("malformed policy output: no rule named", reason="malformed_policy_output")
+        raise EngineError(
+            "malformed policy output: no rule named", reason="malformed_policy_output"
+        )
     _str_list(raw["obligations"], "obligations")
     allowed = _str_list(raw["allowed_fields"], "allowed_fields")
     _str_list(raw["denied_fields"], "denied_fields")
     if not isinstance(raw["guidance"], str) or not isinstance(raw["immigration_context"], bool):
-        raise EngineError("malformed policy output: guidance or immigration_context",
-                          reason="malformed_policy_output")
+        raise EngineError(
+            "malformed policy output: guidance or immigration_context",
+            reason="malformed_policy_output",
+        )
     requested = set(policy_input.get("fields", ()))
     if raw["decision"] != "permit" and allowed:
-        raise EngineError("unsafe policy output: fields allowed without a permit",
-                          reason="unsafe_policy_output")
+        raise EngineError(
+            "unsafe policy output: fields allowed without a permit", reason="unsafe_policy_output"
+        )
     if not set(allowed) <= requested:
-        raise EngineError("unsafe policy output: allowed fields that were not requested",
-                          reason="unsafe_policy_output")
+        raise EngineError(
+            "unsafe policy output: allowed fields that were not requested",
+            reason="unsafe_policy_output",
+        )
     if set(allowed) & never_release:
-        raise EngineError("unsafe policy output: a status field would be released",
-                          reason="unsafe_policy_output")
+        raise EngineError(
+            "unsafe policy output: a status field would be released", reason="unsafe_policy_output"
+        )
     return raw

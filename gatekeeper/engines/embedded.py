@@ -49,7 +49,9 @@ class EmbeddedEngine:
 
     def __init__(self, pack: PolicyPack) -> None:
         self._pack = pack
-        self._never_release = frozenset(pack.data.get("catalog", {}).get("fields", {}).get("status", ()))
+        self._never_release = frozenset(
+            pack.data.get("catalog", {}).get("fields", {}).get("status", ())
+        )
         self._local = threading.local()
         try:
             probe = regopy.Interpreter()

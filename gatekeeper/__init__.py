@@ -1,0 +1,97 @@
+"""gatekeeper: a records-access gatekeeper for student-information systems.
+
+Every lookup of a student's record is decided by a Rego policy pack; an
+immigration-related disclosure without verified legal compulsion is refused;
+every failure denies.
+
+    >>> import gatekeeper
+    >>> gk = gatekeeper.open(data_dir="/tmp/gk-doctest")        # embedded engine (regopy)
+    >>> decision = gk.decide({
+    ...     "as_of": "2026-04-02T10:00:00-07:00", "channel": "internal",
+    ...     "requester": {"id": "E1", "kind": "district_staff",
+    ...                   "role": "teacher_of_record", "identity_verified": True},
+    ...     "purpose": "educational", "student": {"id": "S1", "age": 9},
+    ...     "fields": ["grades", "attendance"]})
+    >>> decision.to_dict()["decision"], decision.allowed_fields
+    ('permit', ('grades', 'attendance'))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gatekeeper.config import Settings, default_policy_dir, load_settings
+from gatekeeper.decision import Decision, Effect
+from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, PolicyEngine, load_pack
+from gatekeeper.errors import (
+    EngineError,
+    EngineTimeout,
+    GatekeeperError,
+    PolicyError,
+    RequestError,
+    RevisionMismatch,
+)
+from gatekeeper.guard import AccessDenied, Gatekeeper
+from gatekeeper.request import AccessRequest, parse_request
+
+__all__ = [
+    "AccessDenied",
+    "AccessRequest",
+    "Decision",
+    "Effect",
+    "EngineError",
+    "EngineTimeout",
+    "Gatekeeper",
+    "GatekeeperError",
+    "PolicyError",
+    "RequestError",
+    "RevisionMismatch",
+    "Settings",
+    "open",
+    "parse_request",
+]
+
+
+def open(
+    data_dir: str | Path | None = None,
+    *,
+    engine: str | None = None,
+    opa_url: str | None = None,
+    opa_timeout: float | None = None,
+    timezone: str | None = None,
+    policy_dir: str | Path | None = None,
+    config: str | Path | None = None,
+) -> Gatekeeper:
+    """Open a Gatekeeper with the embedded defaults, or as configured.
+
+    ``engine="opa"`` decides through the OPA server at ``opa_url``, which must
+    serve the same policy pack (checked by revision). Settings not given here
+    come from ``config`` (TOML), then ``GATEKEEPER_*`` environment variables.
+    """
+    settings = load_settings(
+        config,
+        data_dir=data_dir,
+        engine=engine,
+        opa_url=opa_url,
+        opa_timeout=opa_timeout,
+        timezone=timezone,
+        policy_dir=policy_dir,
+    )
+    return open_with(settings)
+
+
+def open_with(settings: Settings) -> Gatekeeper:
+    """Open a Gatekeeper from a :class:`Settings` object."""
+    pack = load_pack(settings.policy_dir or default_policy_dir())
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise GatekeeperError(
+            f"cannot create data directory {settings.data_dir}: {exc}", reason="config"
+        ) from exc
+    chosen: PolicyEngine
+    if settings.engine == "opa":
+        chosen = OpaServerEngine(pack, url=settings.opa_url, timeout=settings.opa_timeout)
+    else:
+        chosen = EmbeddedEngine(pack)
+    return Gatekeeper(engine=chosen, timezone=settings.timezone)

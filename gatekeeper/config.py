@@ -1,0 +1,89 @@
+"""Settings for :func:`gatekeeper.open`, from keywords, a TOML file and the environment.
+
+Precedence: explicit keyword > configuration file > environment > default.
+
+    [gatekeeper]
+    engine = "opa"                       # or "embedded" (default)
+    opa_url = "http://127.0.0.1:8181"
+    opa_timeout = 0.25                   # seconds
+    timezone = "America/Los_Angeles"
+    policy_dir = "/etc/gatekeeper/policies"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.request import DEFAULT_TIMEZONE
+
+__all__ = ["Settings", "default_policy_dir", "load_settings"]
+
+ENGINES = ("embedded", "opa")
+
+
+def default_policy_dir() -> Path:
+    """``$GATEKEEPER_POLICY_DIR``, else the ``policies/`` beside the package."""
+    env = os.environ.get("GATEKEEPER_POLICY_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "policies"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    data_dir: Path = Path(".gatekeeper")
+    engine: str = "embedded"
+    opa_url: str = "http://127.0.0.1:8181"
+    opa_timeout: float = 0.25
+    timezone: str = DEFAULT_TIMEZONE
+    policy_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise GatekeeperError(
+                f"engine must be one of {ENGINES}, not {self.engine!r}", reason="config"
+            )
+        if not (0 < self.opa_timeout <= 60):
+            raise GatekeeperError("opa_timeout must be between 0 and 60 seconds", reason="config")
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise GatekeeperError(f"cannot read configuration {path}: {exc}", reason="config") from exc
+    section = document.get("gatekeeper", document)
+    known = {f.name for f in fields(Settings)} - {"data_dir"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise GatekeeperError(f"{path}: unknown setting(s) {unknown}", reason="config")
+    return dict(section)
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Merge defaults, environment, ``config`` (TOML) and keyword overrides."""
+    values: dict[str, Any] = {}
+    env = {
+        "engine": os.environ.get("GATEKEEPER_ENGINE"),
+        "opa_url": os.environ.get("GATEKEEPER_OPA_URL"),
+        "timezone": os.environ.get("GATEKEEPER_TIMEZONE"),
+        "data_dir": os.environ.get("GATEKEEPER_DATA_DIR"),
+    }
+    values.update({k: v for k, v in env.items() if v})
+    if config is not None:
+        values.update(_from_file(Path(config)))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("data_dir", "policy_dir"):
+        if key in values:
+            values[key] = Path(values[key])
+    if "opa_timeout" in values:
+        values["opa_timeout"] = float(values["opa_timeout"])
+    try:
+        return replace(Settings(), **values)
+    except TypeError as exc:
+        raise GatekeeperError(f"bad settings: {exc}", reason="config") from exc

@@ -1,0 +1,151 @@
+"""The Gatekeeper: parse, decide, (audit), answer — failing closed.
+
+    >>> import gatekeeper
+    >>> gk = gatekeeper.open(data_dir="/tmp/gk-doctest")
+    >>> d = gk.decide({
+    ...     "as_of": "2026-04-02T10:00:00-07:00", "channel": "in_person",
+    ...     "requester": {"id": "b1", "kind": "immigration_authority",
+    ...                   "agency": "ICE-ERO", "identity_verified": True},
+    ...     "purpose": "immigration_enforcement",
+    ...     "student": {"id": "S1"}, "fields": ["home_address"]})
+    >>> d.decision.value, d.rules[0]
+    ('deny', 'IMM-01')
+
+``decide`` never raises because of the request or the engine: a request that
+does not validate, an engine that is down, slow or returns something
+malformed all give a ``deny`` whose ``reason`` names the failure.
+``enforce`` is the raising twin: it returns only a permit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gatekeeper._logging import get_logger
+from gatekeeper.decision import Decision
+from gatekeeper.engines.base import PolicyEngine
+from gatekeeper.errors import GatekeeperError, RequestError
+from gatekeeper.request import DEFAULT_TIMEZONE, AccessRequest, parse_request
+
+__all__ = ["AccessDenied", "Gatekeeper", "RequestInput"]
+
+RequestInput = AccessRequest | Mapping[str, Any] | str | bytes
+
+_log = get_logger("gatekeeper.guard")
+
+
+class AccessDenied(GatekeeperError):
+    """Raised by :meth:`Gatekeeper.enforce` for a deny or an escalate."""
+
+    reason = "access_denied"
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        rule = decision.rules[0] if decision.rules else decision.reason
+        super().__init__(f"{decision.decision} ({rule}); decision {decision.decision_id}")
+
+
+def _request_id_of(request: RequestInput) -> str | None:
+    if isinstance(request, Mapping):
+        rid = request.get("request_id")
+        if isinstance(rid, str) and len(rid) <= 256:
+            return rid
+    return None
+
+
+class Gatekeeper:
+    """Decides AccessRequests with a policy engine; the recipe layer of gatekeeper.
+
+    Use :func:`gatekeeper.open` for the defaults; construct it directly to
+    inject an engine.
+    """
+
+    def __init__(self, *, engine: PolicyEngine, timezone: str = DEFAULT_TIMEZONE) -> None:
+        try:
+            self._zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise GatekeeperError(f"unknown time zone {timezone!r}", reason="config") from exc
+        self.engine = engine
+        self.timezone = timezone
+
+    @property
+    def policy_revision(self) -> str:
+        return self.engine.revision
+
+    def parse(self, request: RequestInput) -> AccessRequest:
+        """Parse and validate a request (raises RequestError)."""
+        if isinstance(request, AccessRequest):
+            return request
+        return parse_request(request)
+
+    def _fail_closed(self, request_id: str | None, reason: str) -> Decision:
+        return Decision.fail_closed(
+            request_id=request_id,
+            reason=reason,
+            policy_revision=self.engine.revision,
+            engine=self.engine.name,
+        )
+
+    def decide(self, request: RequestInput) -> Decision:
+        """Decide one request. Never raises on deny; every failure is a deny."""
+        started = time.perf_counter()
+        try:
+            parsed = self.parse(request)
+        except RequestError as exc:
+            _log.warning("request_invalid", path=exc.path, error=str(exc))
+            return self._fail_closed(_request_id_of(request), exc.reason)
+        try:
+            policy_input = parsed.to_policy_input(self._zone)
+            raw = self.engine.evaluate(policy_input)
+            decision = Decision.from_policy(
+                raw,
+                request_id=parsed.request_id,
+                policy_revision=self.engine.revision,
+                engine=self.engine.name,
+            )
+        except GatekeeperError as exc:
+            _log.warning(
+                "fail_closed",
+                reason=exc.reason,
+                error=str(exc),
+                engine=self.engine.name,
+                request_id=parsed.request_id,
+            )
+            return self._fail_closed(parsed.request_id, exc.reason)
+        except Exception as exc:  # a bug must deny, never allow
+            _log.error(
+                "fail_closed",
+                reason="internal_error",
+                error=repr(exc),
+                engine=self.engine.name,
+                request_id=parsed.request_id,
+            )
+            return self._fail_closed(parsed.request_id, "internal_error")
+        _log.debug(
+            "decided",
+            decision=str(decision.decision),
+            rules=list(decision.rules),
+            engine=decision.engine,
+            decision_id=decision.decision_id,
+            ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return decision
+
+    def enforce(self, request: RequestInput) -> Decision:
+        """Decide and return the decision only if it is a permit; raise AccessDenied otherwise."""
+        decision = self.decide(request)
+        if not decision.permitted:
+            raise AccessDenied(decision)
+        return decision
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> Gatekeeper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

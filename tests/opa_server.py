@@ -1,0 +1,455 @@
+"""Real and fake OPA endpoints on loopback, for integration and fail-closed tests.
+
+- ``OpaServer``: a real ``opa run --server`` process serving a bundle directory.
+- ``SlowProxy``: a TCP proxy that delays every chunk coming back from upstream,
+  to drive engine timeouts against a real OPA.
+- ``CannedOpa``: an HTTP server that answers every ``/v1/data/...`` query with a
+  fixed status and body (``{}`` for an undefined decision, garbage bytes, a 500).
+
+    with OpaServer(Path("policies")) as opa, SlowProxy("127.0.0.1", opa.port, delay=2) as slow:
+        engine = OpaServerEngine(url=slow.url, timeout=0.5)   # must deny, not hang
+
+    with CannedOpa(status=200, body=b"{}") as canned:
+        ...  # an undefined result: the engine must deny
+
+Everything binds 127.0.0.1 on a free port and is stopped by ``stop()`` or by
+leaving the ``with`` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+__all__ = ["CannedOpa", "OpaServer", "OpaServerError", "SlowProxy", "find_opa", "free_port"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OPA = REPO_ROOT / ".tools" / "bin" / "opa"
+LOOPBACK = "127.0.0.1"
+
+
+class OpaServerError(RuntimeError):
+    """The OPA server could not be started."""
+
+
+def find_opa() -> Path | None:
+    """The OPA binary to test with: ``$GATEKEEPER_OPA``, else ``<repo>/.tools/bin/opa``.
+
+    Returns None when that file is missing or not executable (run scripts/build-opa).
+    """
+    configured = os.environ.get("GATEKEEPER_OPA")
+    candidate = Path(configured) if configured else DEFAULT_OPA
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return candidate
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class _Service:
+    """start()/stop() as a context manager."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- OPA
+
+
+class OpaServer(_Service):
+    """A real OPA server process serving ``bundle_dir`` on 127.0.0.1:<free port>."""
+
+    def __init__(
+        self,
+        bundle_dir: Path,
+        *,
+        opa_bin: Path | None = None,
+        startup_timeout: float = 15.0,
+    ) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        found = opa_bin if opa_bin is not None else find_opa()
+        if found is None:
+            raise OpaServerError(
+                "no OPA binary: set GATEKEEPER_OPA or run scripts/build-opa "
+                f"(expects {DEFAULT_OPA})"
+            )
+        self.opa_bin = Path(found)
+        self.startup_timeout = startup_timeout
+        self.port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise OpaServerError("OpaServer is not started")
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        if self._proc is not None:
+            return
+        if not self.bundle_dir.is_dir():
+            raise OpaServerError(f"bundle directory not found: {self.bundle_dir}")
+        # The port can be taken between free_port() and OPA's bind: retry then.
+        for _ in range(3):
+            try:
+                self._start_once()
+                return
+            except OpaServerError as exc:
+                if "address already in use" not in str(exc):
+                    raise
+        raise OpaServerError("OPA could not bind a free port after 3 attempts")
+
+    def _start_once(self) -> None:
+        self.port = free_port()
+        self._log = tempfile.TemporaryFile()  # closed in stop()
+        cmd = [
+            str(self.opa_bin), "run", "--server",
+            "--addr", f"{LOOPBACK}:{self.port}",
+            "--log-level", "error",
+            "--skip-version-check",
+            "--shutdown-grace-period", "1",
+            "--bundle", str(self.bundle_dir),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            status = self._proc.poll()
+            if status is not None:
+                output = self._output()
+                self.stop()
+                raise OpaServerError(
+                    f"OPA exited with status {status} before becoming healthy; "
+                    f"command: {' '.join(cmd)}\n{output}"
+                )
+            if self._healthy():
+                return
+            time.sleep(0.05)
+        output = self._output()
+        self.stop()
+        raise OpaServerError(
+            f"OPA did not answer GET /health within {self.startup_timeout:.0f} s; "
+            f"command: {' '.join(cmd)}\n{output}"
+        )
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _output(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace").strip()
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def query(self, path: str, input_: object) -> object:
+        """POST ``{"input": input_}`` to ``/v1/data/<path>``; the parsed JSON reply."""
+        body = json.dumps({"input": input_}).encode()
+        req = urllib.request.Request(
+            f"{self.url}/v1/data/{path.strip('/')}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+
+# --------------------------------------------------------------------- SlowProxy
+
+
+def _require_loopback(host: str) -> None:
+    try:
+        addr = ipaddress.ip_address(socket.gethostbyname(host))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot resolve proxy target {host!r}") from exc
+    if not addr.is_loopback:
+        raise ValueError(f"SlowProxy forwards to loopback only, not {host!r}")
+
+
+class SlowProxy(_Service):
+    """A TCP proxy on 127.0.0.1 that sleeps ``delay`` seconds before relaying each
+    chunk received from the upstream ``target_host:target_port``.
+
+    Requests go upstream at once; responses come back late. ``delay`` may be
+    changed while running. At most ``max_connections`` are served at a time; more
+    are closed on accept.
+    """
+
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        delay: float = 1.0,
+        max_connections: int = 16,
+    ) -> None:
+        _require_loopback(target_host)
+        self.target = (target_host, target_port)
+        self.delay = delay
+        self.port: int | None = None
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("SlowProxy is not started")
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        if self._listener is not None:
+            return
+        self._stopping.clear()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOOPBACK, 0))
+        listener.listen(16)
+        listener.settimeout(0.1)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._spawn(self._accept_loop)
+
+    def stop(self) -> None:
+        if self._listener is None:
+            return
+        self._stopping.set()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(timeout=5)
+        self._listener.close()
+        self._listener = None
+        self._threads.clear()
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._threads = [old for old in self._threads if old.is_alive()]
+            self._threads.append(t)
+        t.start()
+
+    def _track(self, s: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(s)
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._slots.acquire(blocking=False):
+                client.close()
+                continue
+            self._spawn(self._serve, client)
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                return
+            upstream.settimeout(None)
+            client.settimeout(None)
+            self._track(client)
+            self._track(upstream)
+            back = threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True)
+            back.start()
+            self._pump(client, upstream, False)
+            back.join(timeout=self.delay + 5)
+            for s in (client, upstream):
+                with self._lock:
+                    self._sockets.discard(s)
+                s.close()
+        finally:
+            self._slots.release()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while not self._stopping.is_set():
+                chunk = src.recv(65536)
+                if not chunk:
+                    break
+                if slow and self._stopping.wait(self.delay):
+                    break
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+# --------------------------------------------------------------------- CannedOpa
+
+
+class _CannedHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _CannedHttpServer
+    timeout = 5  # idle keep-alive connections end on their own
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == "/health":
+            self._reply(200, b"{}")
+        else:
+            self._canned()
+
+    def do_POST(self) -> None:
+        self._canned()
+
+    def _canned(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        owner = self.server.owner
+        with owner._lock:
+            owner.requests.append((self.command, self.path, body))
+        if not self.path.startswith("/v1/data"):
+            self._reply(404, b'{"code": "not_found"}')
+            return
+        if owner.delay:
+            time.sleep(owner.delay)
+        self._reply(owner.status, owner.body, owner.content_type)
+
+    def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        # One write for the whole response: separate header and body writes
+        # make clients wait on delayed ACKs (DESIGN.md, "Test doubles").
+        reason = self.responses.get(status, ("",))[0]
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "\r\n"
+        ).encode("latin-1")
+        self.wfile.write(head + body)
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _CannedHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: CannedOpa
+
+
+class CannedOpa(_Service):
+    """An HTTP server on 127.0.0.1 that answers every ``/v1/data/...`` request
+    (POST or GET) with ``status`` and ``body``, and ``GET /health`` with 200.
+
+    ``status``, ``body`` and ``delay`` may be changed while running; ``requests``
+    records ``(method, path, body)`` of each data request.
+    """
+
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes | str = b"{}",
+        *,
+        content_type: str = "application/json",
+        delay: float = 0.0,
+    ) -> None:
+        self.status = status
+        self.body = body.encode() if isinstance(body, str) else body
+        self.content_type = content_type
+        self.delay = delay
+        self.requests: list[tuple[str, str, bytes]] = []
+        self._lock = threading.Lock()
+        self._server: _CannedHttpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("CannedOpa is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = _CannedHttpServer((LOOPBACK, 0), _CannedHandler)
+        server.owner = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
