@@ -436,7 +436,7 @@ def _load(data: object) -> object:
 
 def _check_size(size: int) -> None:
     if size > MAX_REQUEST_BYTES:
-        raise RequestError("", f"request larger than {MAX_REQUEST_BYTES} bytes")
+        raise RequestError("", f"request larger than {MAX_REQUEST_BYTES} bytes (64 KiB)")
 
 
 def _check_mapping_size(data: Mapping[Any, Any]) -> None:
@@ -466,7 +466,8 @@ class _Reader:
         self.path = path
 
     def has(self, key: str) -> bool:
-        return key in self._data
+        """Whether the key is given (``null`` counts as not given)."""
+        return self._data.get(key) is not None
 
     def opt(self, key: str, parse: _Parser[_T]) -> _T | None:
         """The value of an optional key, or ``None`` when absent or ``null``.
@@ -483,6 +484,8 @@ class _Reader:
         value = self._data.get(key, _MISSING)
         if value is _MISSING:
             raise RequestError(_join(self.path, key), "required key is missing")
+        if value is None:
+            raise RequestError(_join(self.path, key), "required key is null")
         return parse(value, _join(self.path, key))
 
     def flag(self, key: str) -> bool:

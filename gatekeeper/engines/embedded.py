@@ -85,7 +85,10 @@ class EmbeddedEngine:
             output = compiled.interpreter.query_bundle_entrypoint(compiled.bundle, ENTRYPOINT)
             if not output.ok():
                 raise EngineError(f"embedded engine error: {output}")
-            parsed = json.loads(str(output))
+            text = str(output)
+            if text == "undefined":
+                return None
+            parsed = json.loads(text)
         except EngineError:
             raise
         except Exception as exc:  # RegoError, JSONDecodeError from the wrapper, ...

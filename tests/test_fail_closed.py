@@ -1,0 +1,229 @@
+"""Fail closed, for real: every way the engine can fail is a deny with a reason.
+
+The OPA tests run a real OPA server (and a real TCP proxy that delays it);
+the malformed and undefined cases run a real server and the embedded engine
+on a copy of the pack with one deliberate defect, loaded by both sides so
+the revision check passes and the defect itself is what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatekeeper import Gatekeeper
+from gatekeeper.decision import Effect
+from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, PolicyEngine, load_pack
+from gatekeeper.errors import EngineError, PolicyError
+from tests.conftest import POLICIES_DIR
+from tests.opa_server import CannedOpa, OpaServer, SlowProxy
+
+CASES = {
+    json.loads(line)["id"]: json.loads(line)["request"]
+    for line in (Path(__file__).parent / "cases" / "public.jsonl").read_text().splitlines()
+    if line.strip()
+}
+TEACHER = CASES["A01"]  # a permit on a healthy engine
+WARRANT = CASES["A10"]  # a permit under IMM-10
+
+
+def mutated_pack(
+    tmp_path: Path, old: str, new: str, file: str = "gatekeeper/decision.rego"
+) -> Path:
+    """A copy of policies/ with one text replacement (which must apply)."""
+    target = tmp_path / "policies"
+    shutil.copytree(POLICIES_DIR, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    path = target / file
+    text = path.read_text()
+    assert old in text, f"mutation anchor not found in {file}: {old!r}"
+    path.write_text(text.replace(old, new, 1))
+    return target
+
+
+def assert_denied(gk: Gatekeeper, request: dict[str, Any], reason: str) -> None:
+    decision = gk.decide(request)
+    assert decision.decision is Effect.DENY
+    assert decision.allowed_fields == ()
+    assert decision.reason == reason, decision.to_dict()
+    assert "Release nothing" in decision.guidance
+
+
+@pytest.fixture
+def healthy_opa(opa_bin: Path) -> Iterator[OpaServer]:
+    with OpaServer(POLICIES_DIR, opa_bin=opa_bin) as server:
+        yield server
+
+
+@pytest.mark.opa
+def test_opa_server_stopped(healthy_opa: OpaServer) -> None:
+    gk = Gatekeeper(engine=OpaServerEngine(load_pack(POLICIES_DIR), url=healthy_opa.url))
+    assert gk.decide(TEACHER).decision is Effect.PERMIT
+    healthy_opa.stop()
+    started = time.monotonic()
+    assert_denied(gk, TEACHER, "engine_unreachable")
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.opa
+def test_opa_server_never_started() -> None:
+    from tests.opa_server import free_port
+
+    engine = OpaServerEngine(load_pack(POLICIES_DIR), url=f"http://127.0.0.1:{free_port()}")
+    assert_denied(Gatekeeper(engine=engine), WARRANT, "engine_unreachable")
+
+
+@pytest.mark.opa
+def test_opa_server_slow(healthy_opa: OpaServer) -> None:
+    with SlowProxy("127.0.0.1", healthy_opa.port or 0, delay=0.0) as proxy:
+        engine = OpaServerEngine(load_pack(POLICIES_DIR), url=proxy.url, timeout=0.25)
+        gk = Gatekeeper(engine=engine)
+        assert gk.decide(TEACHER).decision is Effect.PERMIT  # healthy through the proxy
+        proxy.delay = 1.0
+        started = time.monotonic()
+        assert_denied(gk, TEACHER, "engine_timeout")
+        elapsed = time.monotonic() - started
+        assert elapsed < 0.6, f"deny took {elapsed:.3f}s with a 0.25s timeout"
+        proxy.delay = 0.0  # the fault ends: the engine recovers by itself
+        time.sleep(1.1)  # let the delayed reply of the abandoned request drain
+        assert gk.decide(TEACHER).decision is Effect.PERMIT
+
+
+@pytest.mark.opa
+def test_opa_server_with_another_revision(tmp_path: Path, opa_bin: Path) -> None:
+    other = mutated_pack(
+        tmp_path,
+        '"subpoena_min_notice_days": 10',
+        '"subpoena_min_notice_days": 3',
+        file="catalog/data.json",
+    )
+    with OpaServer(other, opa_bin=opa_bin) as server:
+        engine = OpaServerEngine(load_pack(POLICIES_DIR), url=server.url)
+        assert engine.server_revision() == load_pack(other).revision
+        assert engine.server_revision() != engine.revision
+        assert_denied(Gatekeeper(engine=engine), TEACHER, "policy_revision_mismatch")
+
+
+def _both_engines(
+    pack_dir: Path, opa_bin: Path
+) -> Iterator[tuple[str, Callable[[], PolicyEngine]]]:
+    pack = load_pack(pack_dir)
+    yield "embedded", lambda: EmbeddedEngine(pack)
+    server = OpaServer(pack_dir, opa_bin=opa_bin)
+    server.start()
+    try:
+        yield "opa", lambda: OpaServerEngine(pack, url=server.url)
+    finally:
+        server.stop()
+
+
+@pytest.mark.opa
+def test_undefined_decision_is_denied(tmp_path: Path, opa_bin: Path) -> None:
+    # The entrypoint exists but is undefined for this input.
+    pack_dir = mutated_pack(
+        tmp_path,
+        '"immigration_context": immigration_context_flag,\n}',
+        '"immigration_context": immigration_context_flag,\n} if input.never_present',
+    )
+    for name, make in _both_engines(pack_dir, opa_bin):
+        assert_denied(Gatekeeper(engine=make()), TEACHER, "undefined_decision"), name
+
+
+@pytest.mark.opa
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        # a key missing from the decision object
+        ('"guidance": guidance,\n', "", "malformed_policy_output"),
+        # an effect the contract does not know
+        ('"decision": final_effect,', '"decision": "allow",', "malformed_policy_output"),
+        # a status field released: the Python check is the last line of defence
+        (
+            '"allowed_fields": allowed_fields,',
+            '"allowed_fields": array.concat(allowed_fields, ["citizenship_status"]),',
+            "unsafe_policy_output",
+        ),
+        # fields released without a permit
+        ('"decision": final_effect,', '"decision": "deny",', "unsafe_policy_output"),
+    ],
+    ids=["missing-key", "unknown-effect", "status-field", "fields-on-deny"],
+)
+def test_malformed_decision_is_denied(
+    tmp_path: Path, opa_bin: Path, old: str, new: str, reason: str
+) -> None:
+    pack_dir = mutated_pack(tmp_path, old, new)
+    for name, make in _both_engines(pack_dir, opa_bin):
+        gk = Gatekeeper(engine=make())
+        decision = gk.decide(TEACHER)
+        assert decision.decision is Effect.DENY, name
+        assert decision.reason == reason, (name, decision.to_dict())
+        assert decision.allowed_fields == ()
+
+
+@pytest.mark.opa
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(200, b"\x00\xffnot json"), (500, b'{"code": "internal_error"}'), (200, b"[]")],
+    ids=["garbage", "http-500", "not-an-object"],
+)
+def test_garbage_from_the_server_is_denied(status: int, body: bytes) -> None:
+    with CannedOpa(status=status, body=body) as canned:
+        engine = OpaServerEngine(load_pack(POLICIES_DIR), url=canned.url)
+        decision = Gatekeeper(engine=engine).decide(TEACHER)
+        assert decision.decision is Effect.DENY
+        assert decision.reason is not None and decision.allowed_fields == ()
+
+
+def test_unsupported_builtin_is_refused_at_load(tmp_path: Path) -> None:
+    # rego-cpp evaluates an unknown built-in to undefined, so `not expired`
+    # would allow: the pack is checked before either engine uses it.
+    pack_dir = mutated_pack(
+        tmp_path,
+        "in_date if {\n",
+        'in_date if {\n\ttime.parse_rfc3339_ns("2020-01-01T00:00:00Z") > 0\n',
+        file="gatekeeper/process.rego",
+    )
+    with pytest.raises(PolicyError, match=r"time\.parse_rfc3339_ns"):
+        load_pack(pack_dir)
+
+
+def test_v0_module_is_refused(tmp_path: Path) -> None:
+    pack_dir = mutated_pack(tmp_path, "import rego.v1\n", "", file="gatekeeper/facts.rego")
+    with pytest.raises(PolicyError, match="Rego v1"):
+        load_pack(pack_dir)
+
+
+def test_internal_bug_is_a_deny() -> None:
+    class Broken:
+        name = "embedded"
+        revision = "sha256:test"
+
+        def evaluate(self, policy_input: Any) -> dict[str, Any]:
+            raise ZeroDivisionError("a bug")
+
+        def close(self) -> None:
+            pass
+
+    assert_denied(Gatekeeper(engine=Broken()), TEACHER, "internal_error")
+
+
+def test_engine_error_is_a_deny() -> None:
+    class Down:
+        name = "opa"
+        revision = "sha256:test"
+
+        def evaluate(self, policy_input: Any) -> dict[str, Any]:
+            raise EngineError("down", reason="engine_unreachable")
+
+        def close(self) -> None:
+            pass
+
+    gk = Gatekeeper(engine=Down())
+    assert_denied(gk, TEACHER, "engine_unreachable")
+    with pytest.raises(Exception, match="deny"):
+        gk.enforce(TEACHER)
