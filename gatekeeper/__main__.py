@@ -1,0 +1,7 @@
+"""``python3 -m gatekeeper`` is the ``gatekeeper`` command."""
+
+import sys
+
+from gatekeeper.cli import main
+
+sys.exit(main())
