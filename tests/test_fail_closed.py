@@ -127,8 +127,8 @@ def test_undefined_decision_is_denied(tmp_path: Path, opa_bin: Path) -> None:
     # The entrypoint exists but is undefined for this input.
     pack_dir = mutated_pack(
         tmp_path,
-        '"immigration_context": immigration_context_flag,\n}',
-        '"immigration_context": immigration_context_flag,\n} if input.never_present',
+        '"immigration_context": immigration_context,\n}',
+        '"immigration_context": immigration_context,\n} if input.never_present',
     )
     for name, make in _both_engines(pack_dir, opa_bin):
         assert_denied(Gatekeeper(engine=make()), TEACHER, "undefined_decision"), name

@@ -27,44 +27,41 @@ decision := {
 	"allowed_fields": allowed_fields,
 	"denied_fields": denied_fields,
 	"guidance": guidance,
-	"immigration_context": immigration_context_flag,
+	"immigration_context": immigration_context,
 }
 
 # --- the deciding level ---------------------------------------------------
 
-base_hits := {h | some h in hits; h.level != 2}
+deciding_level := min({cat.rules[h].level | some h in hits})
 
-deciding_level := min({h.level | some h in base_hits})
-
-raw_level_hits := {h | some h in base_hits; h.level == deciding_level}
+raw_level_hits := {h | some h in hits; cat.rules[h].level == deciding_level}
 
 replaced_rules := {r |
 	some h in raw_level_hits
-	some r in object.get(cat.replaces, h.rule, [])
+	some r in cat.replaces[h]
 }
 
-level_hits := {h | some h in raw_level_hits; not h.rule in replaced_rules}
+level_hits := raw_level_hits - replaced_rules
 
 base_effect := "deny" if {
 	some h in level_hits
-	h.effect == "deny"
+	cat.rules[h].effect == "deny"
 } else := "escalate" if {
 	some h in level_hits
-	h.effect == "escalate"
+	cat.rules[h].effect == "escalate"
 } else := "permit"
 
-winners := {h | some h in level_hits; h.effect == base_effect}
+winners := {h | some h in level_hits; cat.rules[h].effect == base_effect}
 
-# Listing order: the rule_order table; IMM-01 goes before IMM-08 when the
+# Listing order: data.catalog.rule_rank; IMM-01 goes before IMM-08 when the
 # question is whether the student is enrolled at all.
-rule_rank(rule) := cat.rule_rank_imm08_enrollment if {
-	rule == "IMM-08"
-	asks_enrollment_inquiry
-} else := object.get(cat.rule_rank, rule, "9999")
+rank_overrides := {"IMM-08": cat.rule_rank_imm08_enrollment} if asks_enrollment_inquiry
+
+else := {}
 
 # rank -> rule (ranks are zero-padded strings, unique per rule; number keys
 # sort differently in rego-cpp).
-winner_rank_rule := {rule_rank(h.rule): h.rule | some h in winners}
+winner_rank_rule := {object.get(rank_overrides, h, cat.rule_rank[h]): h | some h in winners}
 
 ranked_winner_rules := [winner_rank_rule[rank] |
 	rank := sort(object.keys(winner_rank_rule))[_]
@@ -74,18 +71,12 @@ deciding_base_rule := ranked_winner_rules[0]
 
 winner_rules := [r |
 	rule := ranked_winner_rules[_]
-	r := array.concat([rule], _also_of(rule))[_]
-]
-
-_also_of(rule) := [r |
-	some h in winners
-	h.rule == rule
-	r := h.also[_]
+	r := array.concat([rule], object.get(also, rule, []))[_]
 ]
 
 # When a field-level ban decides, the immigration rules that would also deny
 # are listed after it.
-level3_denials := {rule_rank(h.rule): h.rule | some h in hits; h.level == 3; h.effect == "deny"}
+level3_denials := {cat.rule_rank[h]: h | some h in hits; cat.rules[h].level == 3; cat.rules[h].effect == "deny"}
 
 also_denied := [level3_denials[rank] |
 	deciding_level == 1
@@ -103,18 +94,12 @@ fallthrough_listed := fallthrough_procs if deciding_level > 4
 
 else := []
 
-base_rules := [r |
-	r := base_rules_raw[i]
-	not _listed_before(base_rules_raw, i, r)
-]
-
-_listed_before(arr, i, r) if {
-	some j, s in arr
-	j < i
-	s == r
-}
+# (No rule id can be listed twice: the listed groups are disjoint.)
+base_rules := base_rules_raw
 
 # --- GEN-02: authentication of external requesters -------------------------
+
+default gen02_applies := false
 
 gen02_applies if {
 	external
@@ -132,7 +117,10 @@ else := base_rules
 
 # --- obligations ------------------------------------------------------------
 
-winner_obligations := {o | some h in winners; some o in h.obligations}
+winner_obligations := {o | some h in winners; some o in cat.rules[h].obligations} | {o |
+	some h in winners
+	some o in extra_obligations[h]
+}
 
 permit_obligations := {"REDACT_OUT_OF_SCOPE"} if final_effect == "permit"
 
@@ -157,17 +145,25 @@ final_obligations := [o | some o in cat.obligation_order; o in obligation_set]
 # --- fields -------------------------------------------------------------------
 
 # What the deciding rule releases, in request order.
+deciding_fields := in_scope_list if {
+	deciding_base_rule in {"IMM-10", "FERPA-9", "FERPA-9N"}
+} else := staff_allowed if {
+	deciding_base_rule == "FERPA-1"
+} else := input.fields
+
 allowed_fields := [f |
 	final_effect == "permit"
 	f := input.fields[_]
-	some h in winners
-	h.rule == deciding_base_rule
-	f in h.fields
+	f in deciding_fields
 ]
 
 denied_fields := [f | some f in input.fields; not f in allowed_fields]
 
 # --- staff guidance ---------------------------------------------------------
+
+default rule_text := ""
+
+rule_text := cat.guidance.rules[deciding_rule]
 
 deciding_rule := final_rules[0]
 
@@ -183,10 +179,6 @@ obligation_texts := [t |
 ]
 
 guidance := concat(" ", array.concat(
-	array.concat([object.get(cat.guidance.rules, deciding_rule, "")], release_text),
+	array.concat([rule_text], release_text),
 	obligation_texts,
 ))
-
-immigration_context_flag if immigration_context
-
-else := false

@@ -21,6 +21,8 @@ requested_status_fields := {f | some f in input.fields; f in cat.fields.status}
 
 requested_proxy_fields := {f | some f in input.fields; f in cat.fields.national_origin_proxies}
 
+default directory_only := false
+
 directory_only if {
 	count(input.fields) > 0
 	every f in input.fields {
@@ -28,48 +30,70 @@ directory_only if {
 	}
 }
 
+default asks_enrollment_inquiry := false
+
 asks_enrollment_inquiry if {
 	some f in input.fields
 	f in cat.fields.enrollment_inquiry
 }
 
+# Note: the pack defines no functions of its own. rego-cpp evaluates a
+# user-defined function call two orders of magnitude slower than a rule
+# lookup, so everything is a document (rule) evaluated once per decision.
+
 # --- who asks -----------------------------------------------------------
+
+default external := false
 
 external if not requester.kind in cat.kinds.internal
 
+default identity_unverified := false
+
 identity_unverified if requester.identity_verified != true
 
-is_immigration_code(code) if code in cat.agencies.immigration
+default requester_is_immigration := false
 
 # The requester itself is an immigration authority (SB 98 site notice).
 requester_is_immigration if requester.kind == "immigration_authority"
 
-requester_is_immigration if is_immigration_code(requester.agency)
+requester_is_immigration if requester.agency in cat.agencies.immigration
+
+default immigration_authority_involved := false
 
 # By or for an immigration authority: itself, relayed, or through a task force.
 immigration_authority_involved if requester_is_immigration
 
-immigration_authority_involved if is_immigration_code(input.on_behalf_of)
+immigration_authority_involved if input.on_behalf_of in cat.agencies.immigration
 
 immigration_authority_involved if {
 	some member in input.task_force
-	is_immigration_code(member)
+	member in cat.agencies.immigration
 }
+
+default task_force_has_immigration := false
 
 task_force_has_immigration if {
 	some member in input.task_force
-	is_immigration_code(member)
+	member in cat.agencies.immigration
 }
 
+default is_police := false
+
 is_police if requester.kind in cat.kinds.police
+
+default is_vendor := false
 
 is_vendor if requester.kind == "vendor"
 
 is_vendor if is_object(input.vendor)
 
+default vendor_enforcement_linked := false
+
 vendor_enforcement_linked if input.vendor.enforcement_linked == true
 
 # --- immigration context (RULES.md) -------------------------------------
+
+default immigration_context := false
 
 immigration_context if immigration_authority_involved
 
@@ -79,6 +103,8 @@ immigration_context if vendor_enforcement_linked
 
 immigration_context if lb.type in cat.documents.immigration
 
+default sevp_case := false
+
 # Student-visa compliance: DHS-SEVP asking about an F-1 student (IMM-18).
 sevp_case if {
 	requester.agency == cat.agencies.sevp
@@ -87,17 +113,21 @@ sevp_case if {
 
 # --- the student ----------------------------------------------------------
 
-has_flag(flag) if flag in student.flags
+default minor := false
 
 minor if {
 	is_number(student.age)
 	student.age < cat.thresholds.adult_age
 }
 
+default adult := false
+
 adult if {
 	is_number(student.age)
 	student.age >= cat.thresholds.adult_age
 }
+
+default requester_is_guardian := false
 
 requester_is_guardian if {
 	not input.is_bulk
@@ -105,12 +135,16 @@ requester_is_guardian if {
 	requester.id in student.guardian_ids
 }
 
+default requester_is_the_student := false
+
 requester_is_the_student if {
 	not input.is_bulk
 	requester.kind == "eligible_student"
 	requester.id != ""
 	requester.id == student.id
 }
+
+default requester_is_rightholder := false
 
 # The requester holds the FERPA rights over this student's records.
 requester_is_rightholder if {
@@ -125,9 +159,13 @@ requester_is_rightholder if {
 
 # --- consent ------------------------------------------------------------
 
+default has_consent := false
+
 has_consent if is_object(input.consent)
 
 consent := input.consent
+
+default written_consent := false
 
 # A signed writing, not a verbal claim or an unsigned paper.
 written_consent if {
@@ -135,6 +173,8 @@ written_consent if {
 	consent.signed == true
 	consent.received_via != "verbal_claim"
 }
+
+default consent_complete := false
 
 consent_complete if {
 	written_consent
@@ -146,9 +186,13 @@ consent_complete if {
 	consent.recipient != ""
 }
 
+default consent_recipient_fits := false
+
 consent_recipient_fits if consent.recipient == requester.agency
 
 consent_recipient_fits if consent.recipient == requester.id
+
+default consent_records_fit := false
 
 consent_records_fit if "all" in consent.records
 
@@ -158,12 +202,16 @@ consent_records_fit if {
 	}
 }
 
+default consent_fits := false
+
 consent_fits if {
 	not input.is_bulk
 	consent_recipient_fits
 	consent.purpose == input.purpose
 	consent_records_fit
 }
+
+default consent_signer_is_rightholder := false
 
 consent_signer_is_rightholder if {
 	consent.signed_by_role in cat.consent.parent_roles
@@ -175,15 +223,21 @@ consent_signer_is_rightholder if {
 	adult
 }
 
+default consent_revoked := false
+
 consent_revoked if {
 	has_consent
 	is_number(consent.revoked_day)
 	consent.revoked_day <= input.as_of_day
 }
 
+default consent_verified := false
+
 consent_verified if consent.received_via in cat.consent.verified_channels
 
 consent_verified if consent.verified_with_rightholder == true
+
+default consent_valid_unverified := false
 
 # Complete, fitting, signed by the right-holder and not revoked.
 consent_valid_unverified if {
@@ -193,6 +247,8 @@ consent_valid_unverified if {
 	not consent_revoked
 }
 
+default consent_valid := false
+
 consent_valid if {
 	consent_valid_unverified
 	consent_verified
@@ -200,13 +256,19 @@ consent_valid if {
 
 # --- emergency ----------------------------------------------------------
 
+default emergency_asserted := false
+
 emergency_asserted if is_object(input.emergency)
 
 emergency_asserted if input.purpose == "emergency"
 
+default emergency_determined := false
+
 emergency_determined if input.emergency.district_determination == "articulable_significant_threat"
 
 # --- vendor contract ----------------------------------------------------
+
+default vendor_fields_fit := false
 
 vendor_fields_fit if input.vendor.contracted_fields == null
 
@@ -216,6 +278,8 @@ vendor_fields_fit if {
 		f in input.vendor.contracted_fields
 	}
 }
+
+default vendor_in_contract_scope := false
 
 # Inside the contract's scope (the board flag is judged separately: IMM-14R).
 vendor_in_contract_scope if {

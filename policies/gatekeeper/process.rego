@@ -6,15 +6,27 @@ import rego.v1
 
 doc_type := lb.type
 
+default is_judicial_document := false
+
 is_judicial_document if doc_type in cat.documents.judicial
+
+default is_judicial_basis := false
 
 is_judicial_basis if doc_type in cat.documents.judicial_basis
 
+default is_warrant_or_order := false
+
 is_warrant_or_order if doc_type in cat.documents.warrant_or_order
+
+default is_subpoena := false
 
 is_subpoena if doc_type in cat.documents.subpoena
 
+default legal_review_approved := false
+
 legal_review_approved if input.legal_review == "approved"
+
+default court_issued := false
 
 # PROC-01: issued by a court (federal or state), not DHS, ICE, CBP, USCIS, EOIR.
 court_issued if {
@@ -24,8 +36,12 @@ court_issued if {
 	not regex.match(cat.documents.non_court_issuer_pattern, upper(lb.issuing_court))
 }
 
+default judge_signed := false
+
 # PROC-02: a warrant or order is signed by a judge or magistrate.
 judge_signed if lb.signed_by in cat.documents.judicial_signers
+
+default issued_in_future := false
 
 # PROC-03: in date, computed on calendar days (RULES.md, date rules).
 issued_in_future if {
@@ -33,9 +49,13 @@ issued_in_future if {
 	lb.issued_day > input.as_of_day
 }
 
+default execute_by_holds := false
+
 execute_by_holds if not is_number(lb.execute_by_day)
 
 execute_by_holds if input.as_of_day <= lb.execute_by_day
+
+default in_date := false
 
 # California search warrant: valid through issued + 10 days (PC 1534).
 in_date if {
@@ -66,6 +86,8 @@ in_date if {
 	execute_by_holds
 }
 
+default names_student := false
+
 # PROC-04: names this student, by id or by name and date of birth.
 names_student if {
 	not input.is_bulk
@@ -83,6 +105,8 @@ names_student if {
 	named.dob_day == student.dob_day
 }
 
+default identity_ambiguous := false
+
 # The name matches but the other identifiers do not: ambiguous (IMM-12A).
 identity_ambiguous if {
 	not names_student
@@ -96,7 +120,11 @@ fields_in_scope := {f | is_array(lb.fields_in_scope); some f in input.fields; f 
 
 fields_out_of_scope := {f | some f in input.fields; not f in fields_in_scope}
 
+default covers_a_field := false
+
 covers_a_field if count(fields_in_scope) > 0
+
+default subpoena_form_ok := false
 
 # PROC-05: a subpoena carries the court's seal and a clerk's or attorney's signature.
 subpoena_form_ok if {
@@ -129,24 +157,30 @@ proc_order := ["PROC-01", "PROC-02", "PROC-03", "PROC-04", "PROC-05"]
 failed_procs := [p | some p in proc_order; p in proc_failures]
 
 # The tests a valid document passed, listed with IMM-10.
-passed_procs := [p | some p in proc_order; applicable_proc(p); not p in proc_failures]
+passed_procs := [p | some p in proc_order; p in applicable_procs; not p in proc_failures]
 
-applicable_proc("PROC-01")
+applicable_procs contains "PROC-01"
 
-applicable_proc("PROC-02") if is_warrant_or_order
+applicable_procs contains "PROC-02" if is_warrant_or_order
 
-applicable_proc("PROC-03")
+applicable_procs contains "PROC-03"
 
-applicable_proc("PROC-04")
+applicable_procs contains "PROC-04"
 
-applicable_proc("PROC-05") if is_subpoena
+applicable_procs contains "PROC-05" if is_subpoena
+
+default process_valid := false
 
 process_valid if {
 	is_judicial_basis
 	count(proc_failures) == 0
 }
 
+default nondisclosure_ordered := false
+
 nondisclosure_ordered if lb.nondisclosure_order == true
+
+default ferpa9n_process := false
 
 # FERPA-9N: a grand-jury subpoena, or a law-enforcement subpoena with a
 # non-disclosure order: no parent notice, sealed log.
@@ -158,7 +192,14 @@ ferpa9n_process if {
 	is_police
 }
 
-return_too_soon if lb.return_day - input.as_of_day < cat.thresholds.subpoena_min_notice_days
+default return_too_soon := false
+
+return_too_soon if {
+	is_number(lb.return_day)
+	lb.return_day - input.as_of_day < cat.thresholds.subpoena_min_notice_days
+}
+
+default notice_too_short := false
 
 # FERPA-9T: a parent notice is owed and the return date leaves too little time.
 notice_too_short if {
@@ -166,6 +207,8 @@ notice_too_short if {
 	not ferpa9n_process
 	return_too_soon
 }
+
+default imm_notice_too_short := false
 
 # The same test in an immigration context, where only a non-disclosure order
 # removes the notice (IMM-10).
