@@ -80,6 +80,10 @@ in_date if {
 	input.as_of_day < lb.return_day
 }
 
+# Arrest warrants do not expire (they are never a basis for records anyway:
+# IMM-12 / GEN-01); only one issued after as_of is out of date.
+in_date if doc_type == "judicial_arrest_warrant"
+
 # Court order: as written; otherwise legal review decides.
 in_date if {
 	doc_type == "court_order"

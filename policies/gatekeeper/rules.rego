@@ -176,6 +176,15 @@ hits contains "IMM-07U" if {
 
 # --- directory information, emergencies, welfare checks ---
 
+# An unrevoked, signed written consent that names the requester (IMM-13).
+default written_consent_naming_requester := false
+
+written_consent_naming_requester if {
+	written_consent
+	not consent_revoked
+	consent_recipient_fits
+}
+
 default bare_request := false
 
 bare_request if {
@@ -213,7 +222,8 @@ hits contains "IMM-09" if {
 hits contains "IMM-13" if {
 	input.purpose == "welfare_check"
 	immigration_authority_involved
-	bare_request
+	not is_judicial_document
+	not written_consent_naming_requester
 }
 
 # --- vendors (every vendor request, immigration context or not) ---
@@ -266,7 +276,6 @@ hits contains "IMM-15T" if {
 	is_police
 	task_force_has_immigration
 	input.purpose != "immigration_enforcement"
-	not input.on_behalf_of in cat.agencies.immigration
 }
 
 # ======================= level 4: compulsory process ======================
@@ -572,6 +581,11 @@ also["IMM-05"] := ["PROC-05"] if {
 	"IMM-05" in hits
 	is_subpoena
 	not subpoena_form_ok
+}
+
+also["IMM-03"] := [p | some p in ["PROC-01", "PROC-02"]; p in proc_failures] if {
+	"IMM-03" in hits
+	is_warrant_or_order
 }
 
 also["IMM-12A"] := ["PROC-04"] if "IMM-12A" in hits
