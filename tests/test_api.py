@@ -1,0 +1,88 @@
+"""The public surface: __all__, open(), enforce(), thread safety of the embedded engine."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import gatekeeper
+from gatekeeper import AccessDenied, Gatekeeper
+from gatekeeper.engines import EmbeddedEngine, load_pack
+from tests.conftest import POLICIES_DIR
+
+CASES = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "cases" / "public.jsonl").read_text().splitlines()
+    if line.strip()
+]
+
+
+@pytest.mark.parametrize("module", ["gatekeeper", "gatekeeper.engines", "gatekeeper.request"])
+def test_all_is_sorted_and_complete(module: str) -> None:
+    mod = __import__(module, fromlist=["__all__"])
+    # ruff's RUF022 order: CONSTANTS, then Classes, then functions.
+    def key(name: str) -> tuple[int, str]:
+        return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+    assert list(mod.__all__) == sorted(mod.__all__, key=key)
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is in __all__ but missing"
+
+
+def test_enforce_raises_with_the_decision(tmp_path: Path) -> None:
+    gk = gatekeeper.open(data_dir=tmp_path)
+    ice = next(c["request"] for c in CASES if c["id"] == "A04")
+    with pytest.raises(AccessDenied) as info:
+        gk.enforce(ice)
+    assert info.value.decision.rules[0] == "IMM-01"
+    teacher = next(c["request"] for c in CASES if c["id"] == "A01")
+    assert gk.enforce(teacher).allowed_fields == ("grades", "attendance")
+
+
+def test_enforce_raises_on_escalate(tmp_path: Path) -> None:
+    gk = gatekeeper.open(data_dir=tmp_path)
+    pending = next(c["request"] for c in CASES if c["id"] == "A11")
+    with pytest.raises(AccessDenied) as info:
+        gk.enforce(pending)
+    assert info.value.decision.decision == "escalate"
+
+
+def test_embedded_engine_is_safe_from_many_threads() -> None:
+    gk = Gatekeeper(engine=EmbeddedEngine(load_pack(POLICIES_DIR)))
+    expected = {c["id"]: gk.decide(c["request"]).to_dict() for c in CASES}
+    work = [c for _ in range(6) for c in CASES]
+
+    def decide(case: dict[str, object]) -> tuple[str, dict[str, object]]:
+        return str(case["id"]), gk.decide(case["request"]).to_dict()  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(decide, work))
+    assert len(results) == len(work)
+    for case_id, got in results:
+        want = expected[case_id]
+        for key in ("decision", "rules", "obligations", "allowed_fields", "guidance"):
+            assert got[key] == want[key], (case_id, key)
+
+
+def test_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text('[gatekeeper]\nengine = "embedded"\ntimezone = "America/New_York"\n')
+    gk = gatekeeper.open(data_dir=tmp_path / "d", config=config)
+    assert gk.timezone == "America/New_York"
+    config.write_text('[gatekeeper]\nengin = "opa"\n')
+    with pytest.raises(gatekeeper.GatekeeperError, match="engin"):
+        gatekeeper.open(data_dir=tmp_path / "d", config=config)
+
+
+def test_timezone_changes_the_calendar_date(tmp_path: Path) -> None:
+    # 2026-04-15T05:30Z is still April 14 in Los Angeles: a federal warrant
+    # executable through April 14 is in date there, not in New York.
+    request = json.loads(json.dumps(next(c["request"] for c in CASES if c["id"] == "A10")))
+    request["as_of"] = "2026-04-15T05:30:00Z"
+    la = gatekeeper.open(data_dir=tmp_path).decide(request)
+    ny = gatekeeper.open(data_dir=tmp_path, timezone="America/New_York").decide(request)
+    assert la.decision == "permit" and la.rules[0] == "IMM-10"
+    assert ny.decision == "deny" and ny.rules[:2] == ("IMM-12", "PROC-03")
