@@ -18,8 +18,10 @@ every failure denies.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from gatekeeper.audit.log import AuditLog
 from gatekeeper.config import Settings, default_policy_dir, load_settings
 from gatekeeper.decision import Decision, Effect
 from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, PolicyEngine, load_pack
@@ -60,12 +62,15 @@ def open(
     opa_timeout: float | None = None,
     timezone: str | None = None,
     policy_dir: str | Path | None = None,
+    audit_url: str | None = None,
     config: str | Path | None = None,
 ) -> Gatekeeper:
     """Open a Gatekeeper with the embedded defaults, or as configured.
 
     ``engine="opa"`` decides through the OPA server at ``opa_url``, which must
-    serve the same policy pack (checked by revision). Settings not given here
+    serve the same policy pack (checked by revision). Every decision is
+    written to the signed audit log before it is returned: SQLite in
+    ``data_dir`` by default, or PostgreSQL at ``audit_url``. Settings not given here
     come from ``config`` (TOML), then ``GATEKEEPER_*`` environment variables.
     """
     settings = load_settings(
@@ -76,6 +81,7 @@ def open(
         opa_timeout=opa_timeout,
         timezone=timezone,
         policy_dir=policy_dir,
+        audit_url=audit_url,
     )
     return open_with(settings)
 
@@ -94,4 +100,36 @@ def open_with(settings: Settings) -> Gatekeeper:
         chosen = OpaServerEngine(pack, url=settings.opa_url, timeout=settings.opa_timeout)
     else:
         chosen = EmbeddedEngine(pack)
-    return Gatekeeper(engine=chosen, timezone=settings.timezone)
+    return Gatekeeper(engine=chosen, audit=open_audit_log(settings), timezone=settings.timezone)
+
+
+def open_audit_log(settings: Settings) -> AuditLog:
+    """The audit log the settings name (SQLite in the data directory by default)."""
+    passphrase = os.environ.get("GATEKEEPER_KEY_PASSPHRASE")
+    secret = passphrase.encode("utf-8") if passphrase else None
+    if settings.audit_url:
+        # Many nodes share one log: they must share its origin and signing key.
+        if not settings.origin or settings.key_path is None:
+            raise GatekeeperError(
+                "a PostgreSQL audit log shared by several nodes needs a configured "
+                "origin and key_path (create one with `gatekeeper audit keygen`)",
+                reason="config",
+            )
+        from gatekeeper.audit.keys import KeyStore
+        from gatekeeper.audit.postgres import PostgresStore
+
+        store = PostgresStore(settings.audit_url, lock_timeout=settings.audit_timeout)
+        keys = KeyStore(
+            settings.data_dir,
+            origin=settings.origin,
+            passphrase=secret,
+            key_path=settings.key_path,
+        )
+        return AuditLog(store, keys, timeout=settings.audit_timeout)
+    return AuditLog.open_sqlite(
+        settings.data_dir,
+        origin=settings.origin,
+        passphrase=secret,
+        key_path=settings.key_path,
+        timeout=settings.audit_timeout,
+    )

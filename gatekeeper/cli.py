@@ -3,6 +3,8 @@
     gatekeeper decide request.json            # print the Decision JSON
     gatekeeper decide - < request.json        # from standard input
     gatekeeper decide --engine opa --opa-url http://127.0.0.1:8181 request.json
+    gatekeeper audit verify                   # every entry, signature, checkpoint
+    gatekeeper audit checkpoint | vkey | export DIR | prove INDEX | show ...
 
 Exit status of ``decide`` (CONTRACT.md): 0 when a decision was made, whatever
 it is; 2 when the request does not parse or validate (one line on standard
@@ -18,11 +20,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gatekeeper
+from gatekeeper.config import load_settings
 from gatekeeper.errors import GatekeeperError, RequestError
 from gatekeeper.request import MAX_REQUEST_BYTES
+
+if TYPE_CHECKING:
+    from gatekeeper.audit.log import AuditLog
 
 __all__ = ["main"]
 
@@ -69,6 +75,141 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         return 0
 
 
+def _open_log(args: argparse.Namespace) -> AuditLog:
+    from gatekeeper import open_audit_log
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    return open_audit_log(settings)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from gatekeeper.audit.verify import verify_log
+
+    trusted = Path(args.trusted).read_text(encoding="utf-8") if args.trusted else None
+    with _open_log(args) as log:
+        report = verify_log(
+            log.store, log.keys, signatures=args.signatures, workers=args.workers, trusted=trusted
+        )
+    for problem in report.problems:
+        print(problem)
+    print(
+        f"{report.summary()}; {report.checkpoints} checkpoints; signatures: "
+        f"{report.signature_mode} ({report.signatures_checked} checked)"
+    )
+    return 0 if report.ok else 1
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    with _open_log(args) as log:
+        note = log.latest_checkpoint()
+    if note is None:
+        print("gatekeeper: the audit log has no checkpoint yet", file=sys.stderr)
+        return 1
+    sys.stdout.write(note)
+    return 0
+
+
+def _cmd_vkey(args: argparse.Namespace) -> int:
+    with _open_log(args) as log:
+        print(log.keys.vkey())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from gatekeeper.audit.note import open_checkpoint
+    from gatekeeper.audit.tiles import export_tiles
+
+    with _open_log(args) as log:
+        note = log.latest_checkpoint()
+        if note is None:
+            print("gatekeeper: the audit log has no checkpoint yet", file=sys.stderr)
+            return 1
+        checkpoint = open_checkpoint(note, log.keys.verifiers())
+        count = export_tiles(log.store, note, checkpoint, args.dir)
+    print(f"wrote {count} files for {checkpoint.size} entries to {args.dir}")
+    return 0
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    import base64
+
+    from gatekeeper.audit import merkle
+
+    with _open_log(args) as log:
+        size = args.size if args.size is not None else log.size()
+        if not 0 <= args.index < size:
+            print(f"gatekeeper: no entry {args.index} in a log of {size}", file=sys.stderr)
+            return 1
+        proof = log.prove_inclusion(args.index, size)
+        (data,) = log.store.read_entries(args.index, args.index + 1)
+        root = log.root(size)
+    _print_json(
+        {
+            "origin": log.origin,
+            "index": args.index,
+            "tree_size": size,
+            "root": base64.b64encode(root).decode(),
+            "leaf_hash": base64.b64encode(merkle.leaf_hash(data.data)).decode(),
+            "proof": [base64.b64encode(h).decode() for h in proof],
+        }
+    )
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from gatekeeper.audit.show import EntryFilter, render_table, select_entries
+
+    query = EntryFilter(
+        index=args.index,
+        since=args.since,
+        until=args.until,
+        student=args.student,
+        requester=args.requester,
+        decision=args.decision,
+        limit=args.limit,
+    )
+    with _open_log(args) as log:
+        rows = select_entries(log.store, query)
+    if args.json:
+        for index, entry in rows:
+            sys.stdout.write(
+                json.dumps({"index": index, "entry": entry}, ensure_ascii=False) + "\n"
+            )
+    else:
+        sys.stdout.write(render_table(rows))
+    return 0
+
+
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    with _open_log(args) as log:
+        vkey = log.rotate_key()
+    print(vkey)
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gatekeeper.audit.keys import _write_private
+
+    out = Path(args.out)
+    if out.exists():
+        print(f"gatekeeper: {out} exists; not overwriting a key", file=sys.stderr)
+        return 1
+    key = Ed25519PrivateKey.generate()
+    _write_private(
+        out,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    print(f"wrote a new Ed25519 signing key to {out} (mode 0600)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatekeeper",
@@ -96,6 +237,53 @@ def _parser() -> argparse.ArgumentParser:
     decide.add_argument("--engine", choices=("embedded", "opa"), default=None)
     decide.add_argument("--opa-url", default=None)
     decide.set_defaults(func=_cmd_decide)
+
+    audit = sub.add_parser("audit", help="the signed audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit.add_parser("verify", help="verify every entry, signature and checkpoint")
+    verify.add_argument(
+        "--signatures",
+        choices=("all", "sample", "none"),
+        default="all",
+        help="check every entry signature (default), a 1%% sample, or none",
+    )
+    verify.add_argument(
+        "--workers", type=int, default=1, help="processes checking entry signatures in parallel"
+    )
+    verify.add_argument(
+        "--trusted",
+        default=None,
+        help="a checkpoint kept outside the store: detects a truncated tail",
+    )
+    verify.set_defaults(func=_cmd_verify)
+    audit.add_parser("checkpoint", help="print the latest signed checkpoint").set_defaults(
+        func=_cmd_checkpoint
+    )
+    audit.add_parser("vkey", help="print the log's verifier key").set_defaults(func=_cmd_vkey)
+    export = audit.add_parser("export", help="write a C2SP tlog-tiles directory")
+    export.add_argument("dir")
+    export.set_defaults(func=_cmd_export)
+    prove = audit.add_parser("prove", help="print an inclusion proof for one entry")
+    prove.add_argument("index", type=int)
+    prove.add_argument("--size", type=int, default=None)
+    prove.set_defaults(func=_cmd_prove)
+    show = audit.add_parser("show", help="entries by index, time, student, requester, decision")
+    show.add_argument("--index", type=int, default=None)
+    show.add_argument("--since", default=None, help="UTC timestamp or date, inclusive")
+    show.add_argument("--until", default=None, help="UTC timestamp or date, exclusive")
+    show.add_argument("--student", default=None)
+    show.add_argument("--requester", default=None)
+    show.add_argument("--decision", choices=("permit", "deny", "escalate"), default=None)
+    show.add_argument("--limit", type=int, default=1000)
+    show.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    show.set_defaults(func=_cmd_show)
+    audit.add_parser(
+        "rotate-key", help="rotate the signing key (co-signed checkpoint)"
+    ).set_defaults(func=_cmd_rotate)
+    keygen = audit.add_parser("keygen", help="write a new signing key file (for shared logs)")
+    keygen.add_argument("--out", required=True)
+    keygen.set_defaults(func=_cmd_keygen)
     return parser
 
 

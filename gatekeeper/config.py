@@ -8,6 +8,12 @@ Precedence: explicit keyword > configuration file > environment > default.
     opa_timeout = 0.25                   # seconds
     timezone = "America/Los_Angeles"
     policy_dir = "/etc/gatekeeper/policies"
+    audit_url = "postgresql://gatekeeper@db.internal/gatekeeper"   # default: SQLite
+    origin = "audit.example-district.org/gatekeeper"
+    key_path = "/etc/gatekeeper/log-key.pem"
+
+The signing key's passphrase, when the key is encrypted, comes only from the
+environment (``GATEKEEPER_KEY_PASSPHRASE``), never from a file.
 """
 
 from __future__ import annotations
@@ -42,6 +48,13 @@ class Settings:
     opa_timeout: float = 0.25
     timezone: str = DEFAULT_TIMEZONE
     policy_dir: Path | None = None
+    #: None: SQLite in the data directory; or a postgresql:// URL.
+    audit_url: str | None = None
+    audit_timeout: float = 2.0
+    #: The log's origin (C2SP); default: generated once per data directory.
+    origin: str | None = None
+    #: A configured signing key (PEM); default: generated in <data_dir>/keys.
+    key_path: Path | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -73,16 +86,18 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         "opa_url": os.environ.get("GATEKEEPER_OPA_URL"),
         "timezone": os.environ.get("GATEKEEPER_TIMEZONE"),
         "data_dir": os.environ.get("GATEKEEPER_DATA_DIR"),
+        "audit_url": os.environ.get("GATEKEEPER_AUDIT_URL"),
     }
     values.update({k: v for k, v in env.items() if v})
     if config is not None:
         values.update(_from_file(Path(config)))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("data_dir", "policy_dir"):
+    for key in ("data_dir", "policy_dir", "key_path"):
         if key in values:
             values[key] = Path(values[key])
-    if "opa_timeout" in values:
-        values["opa_timeout"] = float(values["opa_timeout"])
+    for key in ("opa_timeout", "audit_timeout"):
+        if key in values:
+            values[key] = float(values[key])
     try:
         return replace(Settings(), **values)
     except TypeError as exc:

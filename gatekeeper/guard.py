@@ -19,9 +19,10 @@ malformed all give a ``deny`` whose ``reason`` names the failure.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gatekeeper._logging import get_logger
@@ -29,6 +30,9 @@ from gatekeeper.decision import Decision
 from gatekeeper.engines.base import PolicyEngine
 from gatekeeper.errors import GatekeeperError, RequestError
 from gatekeeper.request import DEFAULT_TIMEZONE, AccessRequest, parse_request
+
+if TYPE_CHECKING:
+    from gatekeeper.audit.log import AuditLog
 
 __all__ = ["AccessDenied", "Gatekeeper", "RequestInput"]
 
@@ -63,12 +67,19 @@ class Gatekeeper:
     inject an engine.
     """
 
-    def __init__(self, *, engine: PolicyEngine, timezone: str = DEFAULT_TIMEZONE) -> None:
+    def __init__(
+        self,
+        *,
+        engine: PolicyEngine,
+        audit: AuditLog | None = None,
+        timezone: str = DEFAULT_TIMEZONE,
+    ) -> None:
         try:
             self._zone = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise GatekeeperError(f"unknown time zone {timezone!r}", reason="config") from exc
         self.engine = engine
+        self.audit = audit
         self.timezone = timezone
 
     @property
@@ -90,18 +101,38 @@ class Gatekeeper:
         )
 
     def decide(self, request: RequestInput) -> Decision:
-        """Decide one request. Never raises on deny; every failure is a deny."""
+        """Decide one request and write its signed audit entry before returning.
+
+        Never raises on deny; every failure is a deny. With an audit log, a
+        decision is returned only after its entry is durable; when the entry
+        cannot be written the answer is a deny (``audit_unavailable``...),
+        never a permit.
+        """
+        from gatekeeper.audit.entry import decision_entry, invalid_request_entry
+
         started = time.perf_counter()
         try:
             parsed = self.parse(request)
         except RequestError as exc:
             _log.warning("request_invalid", path=exc.path, error=str(exc))
-            return self._fail_closed(_request_id_of(request), exc.reason)
+            denial = self._fail_closed(_request_id_of(request), exc.reason)
+            raw = (
+                request
+                if isinstance(request, bytes)
+                else (request.encode("utf-8", "replace") if isinstance(request, str) else None)
+            )
+            path, message = exc.path, str(exc)
+            return self._audited(
+                denial,
+                lambda: invalid_request_entry(denial, path=path, message=message, raw=raw),
+                keep_reason=True,
+            )
+        policy_input: dict[str, Any] | None = None
         try:
             policy_input = parsed.to_policy_input(self._zone)
-            raw = self.engine.evaluate(policy_input)
+            raw_decision = self.engine.evaluate(policy_input)
             decision = Decision.from_policy(
-                raw,
+                raw_decision,
                 request_id=parsed.request_id,
                 policy_revision=self.engine.revision,
                 engine=self.engine.name,
@@ -114,7 +145,7 @@ class Gatekeeper:
                 engine=self.engine.name,
                 request_id=parsed.request_id,
             )
-            return self._fail_closed(parsed.request_id, exc.reason)
+            decision = self._fail_closed(parsed.request_id, exc.reason)
         except Exception as exc:  # a bug must deny, never allow
             _log.error(
                 "fail_closed",
@@ -123,16 +154,36 @@ class Gatekeeper:
                 engine=self.engine.name,
                 request_id=parsed.request_id,
             )
-            return self._fail_closed(parsed.request_id, "internal_error")
+            decision = self._fail_closed(parsed.request_id, "internal_error")
+        final = self._audited(decision, lambda: decision_entry(decision, parsed, policy_input))
         _log.debug(
             "decided",
-            decision=str(decision.decision),
-            rules=list(decision.rules),
-            engine=decision.engine,
-            decision_id=decision.decision_id,
+            decision=str(final.decision),
+            rules=list(final.rules),
+            engine=final.engine,
+            decision_id=final.decision_id,
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
-        return decision
+        return final
+
+    def _audited(self, decision: Decision, entry: Any, *, keep_reason: bool = False) -> Decision:
+        """Write the decision's entry; on failure, a deny that discloses nothing."""
+        if self.audit is None:
+            return decision
+        try:
+            receipt = self.audit.append(entry())
+        except GatekeeperError as exc:
+            _log.error(
+                "audit_failed", reason=exc.reason, error=str(exc), decision_id=decision.decision_id
+            )
+            if keep_reason and decision.reason is not None:
+                return decision
+            return dataclasses.replace(
+                self._fail_closed(decision.request_id, exc.reason),
+                decision_id=decision.decision_id,
+                denied_fields=decision.denied_fields + decision.allowed_fields,
+            )
+        return dataclasses.replace(decision, audit=receipt.to_dict())
 
     def enforce(self, request: RequestInput) -> Decision:
         """Decide and return the decision only if it is a permit; raise AccessDenied otherwise."""
@@ -143,6 +194,8 @@ class Gatekeeper:
 
     def close(self) -> None:
         self.engine.close()
+        if self.audit is not None:
+            self.audit.close()
 
     def __enter__(self) -> Gatekeeper:
         return self

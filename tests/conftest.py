@@ -51,3 +51,33 @@ def opa_server(opa_bin: Path) -> Iterator[OpaServer]:
     """A real OPA server serving policies/ as a bundle (one for the session)."""
     with OpaServer(POLICIES_DIR, opa_bin=opa_bin) as server:
         yield server
+
+
+# --------------------------------------------------------------------- PostgreSQL
+
+import uuid  # noqa: E402
+
+from tests.pg_server import PostgresServer, find_pg_bin  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 in a temp dir (one for the session)."""
+    pg_bin = find_pg_bin()
+    if pg_bin is None:
+        skip_or_fail(
+            "no PostgreSQL binaries: run scripts/ensure-postgres or set GATEKEEPER_PG_BIN "
+            "(a dir holding initdb, pg_ctl and postgres)"
+        )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        skip_or_fail("psycopg is not installed: pip install -e '.[dev]'")
+    with PostgresServer(pg_bin=pg_bin) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PostgresServer) -> str:
+    """The DSN of a fresh, empty database on the session's PostgreSQL server."""
+    return pg_server.create_database(f"t_{uuid.uuid4().hex[:16]}")

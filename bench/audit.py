@@ -1,0 +1,162 @@
+"""Benchmark: the audit log's sustained append rate, verify rate and a full decision.
+
+    python3 bench/audit.py                       # all three parts
+    python3 bench/audit.py --verify-entries 1000000
+
+1. Sustained appends with SQLite durability (WAL, synchronous=FULL), group
+   committed from concurrent callers (threads). Baseline, measured in the
+   same run: the raw cost of one Ed25519 signature plus one SHA-256 over an
+   entry of the same size, per entry, on one core. Prints entries/s and the
+   ratio of the append cost per entry to that baseline.
+2. ``audit verify`` of N entries (default 1,000,000): entries/s for the
+   tree and checkpoint verification with signatures sampled (1%), and
+   the rate with every signature checked in parallel by 2 processes.
+3. The median full decision: embedded engine + durable audit entry
+   (``gatekeeper.open`` defaults), against the median decide without audit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
+import gatekeeper  # noqa: E402
+from gatekeeper import Gatekeeper  # noqa: E402
+from gatekeeper.audit.log import AuditLog  # noqa: E402
+from gatekeeper.audit.verify import verify_log  # noqa: E402
+from gatekeeper.request import parse_request  # noqa: E402
+
+ENTRY = json.dumps(
+    {"schema": "gatekeeper.audit/v1", "kind": "bench", "pad": "x" * 1900},
+    separators=(",", ":"),
+    sort_keys=True,
+).encode()
+
+
+def baseline_per_entry(n: int = 5000) -> float:
+    key = Ed25519PrivateKey.generate()
+    start = time.perf_counter()
+    for _ in range(n):
+        key.sign(ENTRY)
+        hashlib.sha256(b"\x00" + ENTRY).digest()
+    return (time.perf_counter() - start) / n
+
+
+def bench_appends(seconds: float, threads: int) -> None:
+    base = baseline_per_entry()
+    with tempfile.TemporaryDirectory() as tmp, AuditLog.open_sqlite(tmp, origin="bench/log") as log:
+        log.append(ENTRY)
+        stop = time.monotonic() + seconds
+        counts = [0] * threads
+
+        def worker(slot: int) -> None:
+            while time.monotonic() < stop:
+                log.append(ENTRY)
+                counts[slot] += 1
+
+        pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        started = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.perf_counter() - started
+        total = sum(counts)
+        rate = total / elapsed
+        checkpoints = len(log.store.checkpoints())
+        print(f"appends: {total} entries in {elapsed:.1f} s from {threads} threads: "
+              f"{rate:,.0f} entries/s ({checkpoints} checkpoints: "
+              f"{total / max(1, checkpoints - 1):.1f} entries per commit)")
+        print(f"appends: baseline Ed25519 sign + SHA-256 per entry: {base * 1e6:.1f} us "
+              f"(= {1 / base:,.0f}/s on one core)")
+        print(f"appends: ratio (wall time per appended entry / baseline) = "
+              f"{(1 / rate) / base:.2f}  (target: >= 5,000 entries/s)")
+
+
+def bench_verify(entries: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = AuditLog.open_sqlite(tmp, origin="bench/log")
+        started = time.perf_counter()
+        batch = 20000
+        signer = log.keys.active_signer()
+        signature = signer.sign(ENTRY)
+        # Fill fast through the store (one transaction per 20,000 entries).
+        for start in range(0, entries, batch):
+            n = min(batch, entries - start)
+            log.store.append_batch([(ENTRY, signature)] * n, log._sign_checkpoint)
+        fill = time.perf_counter() - started
+        print(f"verify: filled {entries:,} entries in {fill:.1f} s")
+        for mode, workers in (("sample", 1), ("all", 2)):
+            t0 = time.perf_counter()
+            report = verify_log(log.store, log.keys, signatures=mode, workers=workers)
+            took = time.perf_counter() - t0
+            assert report.ok, report.problems[:3]
+            print(f"verify: {entries:,} entries, signatures={mode} (workers={workers}): "
+                  f"{took:.1f} s = {entries / took:,.0f} entries/s "
+                  f"({report.signatures_checked:,} signatures checked)")
+        log.close()
+
+
+def bench_decision(rounds: int) -> None:
+    cases = [json.loads(line) for line in (REPO / "tests/cases/public.jsonl").open()]
+    requests = [parse_request(c["request"]) for c in cases]
+    with tempfile.TemporaryDirectory() as tmp:
+        gk = gatekeeper.open(data_dir=tmp)
+        bare = Gatekeeper(engine=gk.engine)
+        for r in requests:
+            gk.decide(r)
+        full: list[float] = []
+        no_audit: list[float] = []
+        for i in range(rounds):
+            r = requests[i % len(requests)]
+            s = time.perf_counter_ns()
+            bare.decide(r)
+            no_audit.append((time.perf_counter_ns() - s) / 1000)
+            s = time.perf_counter_ns()
+            d = gk.decide(r)
+            full.append((time.perf_counter_ns() - s) / 1000)
+            assert d.audit is not None
+        gk.close()
+
+    def p99(xs: list[float]) -> float:
+        return sorted(xs)[int(len(xs) * 0.99)]
+
+    print(f"decision: decide without audit (baseline): median {statistics.median(no_audit):8.1f} us"
+          f"  p99 {p99(no_audit):8.1f} us")
+    print(f"decision: decide + durable audit entry:     median {statistics.median(full):8.1f} us"
+          f"  p99 {p99(full):8.1f} us  (target: median <= 1500 us)")
+    print(f"decision: ratio {statistics.median(full) / statistics.median(no_audit):.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--verify-entries", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--only", choices=("appends", "verify", "decision"), default=None)
+    args = parser.parse_args()
+    if args.only in (None, "appends"):
+        bench_appends(args.seconds, args.threads)
+    if args.only in (None, "verify"):
+        bench_verify(args.verify_entries)
+    if args.only in (None, "decision"):
+        bench_decision(args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

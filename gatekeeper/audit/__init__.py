@@ -1,0 +1,1 @@
+"""The signed, tamper-evident audit log (entries, Merkle tree, checkpoints, tiles)."""

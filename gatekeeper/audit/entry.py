@@ -1,0 +1,227 @@
+"""Audit entries: the exact RFC 8785 (JCS) bytes of one decision.
+
+    >>> from gatekeeper.audit.entry import canonical
+    >>> canonical({"b": 1, "a": [True, None]})
+    b'{"a":[true,null],"b":1}'
+
+An entry names who asked, for whom, which fields (names only, never record
+values), on what basis, and what was decided by which rules and policy
+revision; it also keeps the policy input the decision was computed from, so
+any past decision can be replayed. Entries are stored and served as these
+bytes, never re-serialized. No floats; at most 64 KiB (the C2SP tiles'
+uint16 length prefix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import rfc8785
+
+from gatekeeper.decision import Decision
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.request import AccessRequest
+
+__all__ = [
+    "MAX_ENTRY_BYTES",
+    "SCHEMA",
+    "AuditError",
+    "canonical",
+    "decision_entry",
+    "invalid_request_entry",
+    "policy_input_of",
+    "timestamp",
+]
+
+SCHEMA = "gatekeeper.audit/v1"
+MAX_ENTRY_BYTES = 65535
+
+
+class AuditError(GatekeeperError):
+    """The audit log cannot be written or read; a decision that needs it is a deny."""
+
+    reason = "audit_unavailable"
+
+
+def canonical(value: Mapping[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON bytes of ``value`` (floats are refused)."""
+    _refuse_floats(value)
+    return bytes(rfc8785.dumps(value))
+
+
+def _refuse_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise AuditError("audit entries hold no floats", reason="audit_entry_invalid")
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _refuse_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_floats(item)
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    """UTC with fixed microseconds: ``2026-04-02T17:00:00.000000Z``."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _summaries(request: AccessRequest) -> dict[str, Any]:
+    basis = request.legal_basis
+    consent = request.consent
+    return {
+        "as_of": request.as_of.isoformat(),
+        "channel": request.channel,
+        "requester": {
+            "id": request.requester.id,
+            "kind": request.requester.kind,
+            "agency": request.requester.agency,
+            "role": request.requester.role,
+            "identity_verified": request.requester.identity_verified,
+        },
+        "on_behalf_of": request.on_behalf_of,
+        "task_force": list(request.task_force),
+        "student": None if request.student is None else {"id": request.student.id},
+        "bulk": None
+        if request.bulk is None
+        else {"scope": request.bulk.scope, "grades": list(request.bulk.grades)},
+        "fields": list(dict.fromkeys(request.fields)),
+        "purpose": request.purpose,
+        "purpose_text": request.purpose_text,
+        "legal_basis": None
+        if basis is None
+        else {
+            "type": basis.type,
+            "jurisdiction": basis.jurisdiction,
+            "issuing_court": basis.issuing_court,
+            "signed_by": basis.signed_by,
+            "case_no": basis.case_no,
+            "issued": _day(basis.issued),
+            "execute_by": _day(basis.execute_by),
+            "return_date": _day(basis.return_date),
+            "named_students": len(basis.named_students),
+            "nondisclosure_order": basis.nondisclosure_order,
+            "directs_lea": basis.directs_lea,
+        },
+        "legal_review": request.legal_review,
+        "consent": None
+        if consent is None
+        else {
+            "signed_by_role": consent.signed_by_role,
+            "signed": consent.signed,
+            "dated": _day(consent.dated),
+            "records": list(consent.records),
+            "purpose": consent.purpose,
+            "recipient": consent.recipient,
+            "received_via": consent.received_via,
+            "verified_with_rightholder": consent.verified_with_rightholder,
+            "revoked_on": _day(consent.revoked_on),
+        },
+        "emergency": None
+        if request.emergency is None
+        else {"district_determination": request.emergency.district_determination},
+        "vendor": None
+        if request.vendor is None
+        else {"id": request.vendor.id, "contract_ref": request.vendor.contract_ref},
+    }
+
+
+def _replayable(policy_input: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy input as the entry keeps it.
+
+    JCS (I-JSON) admits integers up to 2**53 only, so ``as_of_ns`` is kept as
+    a decimal string; :func:`policy_input_of` turns it back.
+    """
+    value = dict(policy_input)
+    if isinstance(value.get("as_of_ns"), int):
+        value["as_of_ns"] = str(value["as_of_ns"])
+    return value
+
+
+def policy_input_of(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The policy input a decision entry recorded, ready to evaluate again."""
+    kept = entry.get("policy_input")
+    if not isinstance(kept, Mapping):
+        return None
+    value = dict(kept)
+    if isinstance(value.get("as_of_ns"), str):
+        value["as_of_ns"] = int(value["as_of_ns"])
+    return value
+
+
+def _outcome(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "request_id": decision.request_id,
+        "decision": str(decision.decision),
+        "rules": list(decision.rules),
+        "obligations": list(decision.obligations),
+        "allowed_fields": list(decision.allowed_fields),
+        "denied_fields": list(decision.denied_fields),
+        "reason": decision.reason,
+        "immigration_context": decision.immigration_context,
+        "policy_revision": decision.policy_revision,
+        "engine": decision.engine,
+    }
+
+
+def decision_entry(
+    decision: Decision,
+    request: AccessRequest,
+    policy_input: Mapping[str, Any] | None,
+    *,
+    when: datetime | None = None,
+) -> bytes:
+    """The entry for a decision on a parsed request (with its policy input for replay)."""
+    value: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": "decision",
+        "timestamp": timestamp(when),
+        **_summaries(request),
+        **_outcome(decision),
+        "policy_input": None if policy_input is None else _replayable(policy_input),
+    }
+    data = canonical(value)
+    if len(data) > MAX_ENTRY_BYTES:
+        # Keep the decision and the summaries; the replay input goes.
+        value["policy_input"] = None
+        value["truncated"] = True
+        data = canonical(value)
+    if len(data) > MAX_ENTRY_BYTES:
+        value["purpose_text"] = None
+        data = canonical(value)
+    if len(data) > MAX_ENTRY_BYTES:
+        raise AuditError("audit entry larger than 64 KiB", reason="audit_entry_invalid")
+    return data
+
+
+def invalid_request_entry(
+    decision: Decision,
+    *,
+    path: str,
+    message: str,
+    raw: bytes | None,
+    when: datetime | None = None,
+) -> bytes:
+    """The deny entry for a request that did not parse or validate.
+
+    Only the error and a digest of the raw request are kept: an invalid
+    request may hold anything, so none of its content enters the log.
+    """
+    value: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": "invalid_request",
+        "timestamp": timestamp(when),
+        **_outcome(decision),
+        "error": {"path": path[:512], "message": message[:1024]},
+        "request_sha256": None if raw is None else hashlib.sha256(raw).hexdigest(),
+        "request_bytes": None if raw is None else len(raw),
+    }
+    return canonical(value)

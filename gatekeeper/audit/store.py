@@ -1,0 +1,265 @@
+"""Audit stores: where entries, tree hashes and checkpoints live durably.
+
+The contract is one small protocol, :class:`AuditStore`. ``append_batch``
+is one transaction: it takes the log head (a lock that serializes writers
+across threads, processes and, for PostgreSQL, machines), stores each entry
+with its signature and the RFC 6962 hashes it completes, computes the new
+root, has it signed as a checkpoint, stores the checkpoint, moves the head
+and commits. Nothing is acknowledged before the commit returns.
+
+Implementations: :class:`SqliteStore` (here; WAL, ``synchronous=FULL``) and
+``gatekeeper.audit.postgres.PostgresStore``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gatekeeper.audit import merkle
+from gatekeeper.audit.entry import AuditError
+
+__all__ = ["AppendedEntry", "AuditStore", "SignCheckpoint", "SqliteStore", "StoredEntry"]
+
+#: Called inside the append transaction with (size, root); returns the signed note.
+SignCheckpoint = Callable[[int, bytes], str]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendedEntry:
+    index: int
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    index: int
+    data: bytes
+    signature: bytes
+
+
+class AuditStore(Protocol):
+    """Durable storage of one log."""
+
+    def append_batch(
+        self, entries: Sequence[tuple[bytes, bytes]], sign_checkpoint: SignCheckpoint
+    ) -> tuple[list[AppendedEntry], str]:
+        """Append (entry, signature) pairs and a checkpoint in one transaction."""
+        ...
+
+    def size(self) -> int: ...
+
+    def read_entries(self, start: int, end: int) -> list[StoredEntry]: ...
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]: ...
+
+    def checkpoints(self) -> list[tuple[int, str]]: ...
+
+    def latest_checkpoint(self) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY,
+    data BLOB NOT NULL,
+    signature BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hashes (
+    idx INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    size INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO head (id, size) VALUES (1, 0);
+"""
+
+
+class _PendingHashes:
+    """Stored hashes read from the store, overlaid with those of the open batch."""
+
+    def __init__(self, read: Callable[[Sequence[int]], list[bytes]]) -> None:
+        self._read = read
+        self.new: dict[int, bytes] = {}
+
+    def __call__(self, indexes: Sequence[int]) -> list[bytes]:
+        missing = [i for i in indexes if i not in self.new]
+        found = dict(zip(missing, self._read(missing), strict=True)) if missing else {}
+        return [self.new[i] if i in self.new else found[i] for i in indexes]
+
+
+def build_batch(
+    size: int,
+    entries: Sequence[tuple[bytes, bytes]],
+    read_hashes: Callable[[Sequence[int]], list[bytes]],
+) -> tuple[list[AppendedEntry], dict[int, bytes], bytes]:
+    """The hashes a batch adds to a tree of ``size``: (appended, new hashes, new root)."""
+    pending = _PendingHashes(read_hashes)
+    appended: list[AppendedEntry] = []
+    n = size
+    for data, _signature in entries:
+        new = merkle.stored_hashes(n, data, pending)
+        base = merkle.stored_hash_index(0, n)
+        for offset, digest in enumerate(new):
+            pending.new[base + offset] = digest
+        appended.append(AppendedEntry(n, new[0]))
+        n += 1
+    root = merkle.tree_hash(n, pending)
+    return appended, pending.new, root
+
+
+class SqliteStore:
+    """The embedded store: one SQLite file in WAL mode, ``synchronous=FULL``.
+
+    Writers in several processes serialize on SQLite's write lock
+    (``BEGIN IMMEDIATE``); ``busy_timeout`` bounds the wait, after which the
+    append fails (and the decision is a deny).
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 2.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot open the audit store {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        # Several processes opening a new file at once: switching it to WAL
+        # fails at once with "database is locked" whatever busy_timeout says.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        return db
+
+    def _read_hashes_locked(self, indexes: Sequence[int]) -> list[bytes]:
+        if not indexes:
+            return []
+        wanted = sorted(set(indexes))
+        found: dict[int, bytes] = {}
+        if wanted[-1] - wanted[0] + 1 == len(wanted):  # a contiguous range (verify, export)
+            rows = self._db.execute(
+                "SELECT idx, hash FROM hashes WHERE idx BETWEEN ? AND ?", (wanted[0], wanted[-1])
+            )
+            found.update((idx, bytes(digest)) for idx, digest in rows)
+            wanted_chunks: list[list[int]] = []
+        else:
+            wanted_chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        for chunk in wanted_chunks:
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT idx, hash FROM hashes WHERE idx IN ({marks})"  # noqa: S608
+            for idx, digest in self._db.execute(query, chunk):
+                found[idx] = bytes(digest)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise AuditError(
+                f"audit store is missing tree hashes {missing[:5]}", reason="audit_store_corrupt"
+            )
+        return [found[i] for i in indexes]
+
+    def append_batch(
+        self, entries: Sequence[tuple[bytes, bytes]], sign_checkpoint: SignCheckpoint
+    ) -> tuple[list[AppendedEntry], str]:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    (size,) = db.execute("SELECT size FROM head WHERE id = 1").fetchone()
+                    appended, new_hashes, root = build_batch(
+                        size, entries, self._read_hashes_locked
+                    )
+                    db.executemany(
+                        "INSERT INTO entries (idx, data, signature) VALUES (?, ?, ?)",
+                        [(a.index, e[0], e[1]) for a, e in zip(appended, entries, strict=True)],
+                    )
+                    db.executemany(
+                        "INSERT INTO hashes (idx, hash) VALUES (?, ?)", sorted(new_hashes.items())
+                    )
+                    new_size = size + len(entries)
+                    note = sign_checkpoint(new_size, root)
+                    db.execute(
+                        "INSERT INTO checkpoints (size, note) VALUES (?, ?)", (new_size, note)
+                    )
+                    db.execute("UPDATE head SET size = ? WHERE id = 1", (new_size,))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise AuditError(f"audit append failed: {exc}") from exc
+            return appended, note
+
+    def size(self) -> int:
+        with self._lock:
+            try:
+                (size,) = self._db.execute("SELECT size FROM head WHERE id = 1").fetchone()
+            except sqlite3.Error as exc:
+                raise AuditError(f"audit store unreadable: {exc}") from exc
+            return int(size)
+
+    def read_entries(self, start: int, end: int) -> list[StoredEntry]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT idx, data, signature FROM entries WHERE idx >= ? AND idx < ? "
+                    "ORDER BY idx",
+                    (start, end),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise AuditError(f"audit store unreadable: {exc}") from exc
+        return [StoredEntry(int(i), bytes(d), bytes(s)) for i, d, s in rows]
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        with self._lock:
+            try:
+                return self._read_hashes_locked(indexes)
+            except sqlite3.Error as exc:
+                raise AuditError(f"audit store unreadable: {exc}") from exc
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT size, note FROM checkpoints ORDER BY id").fetchall()
+        return [(int(s), str(n)) for s, n in rows]
+
+    def latest_checkpoint(self) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
