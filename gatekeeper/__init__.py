@@ -33,7 +33,8 @@ from gatekeeper.errors import (
     RequestError,
     RevisionMismatch,
 )
-from gatekeeper.guard import AccessDenied, Gatekeeper
+from gatekeeper.guard import AccessDenied, Gatekeeper, Grant, ReleaseHeld
+from gatekeeper.redact import Redactor
 from gatekeeper.request import AccessRequest, parse_request
 
 __all__ = [
@@ -45,7 +46,10 @@ __all__ = [
     "EngineTimeout",
     "Gatekeeper",
     "GatekeeperError",
+    "Grant",
     "PolicyError",
+    "Redactor",
+    "ReleaseHeld",
     "RequestError",
     "RevisionMismatch",
     "Settings",

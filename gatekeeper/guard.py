@@ -21,20 +21,28 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gatekeeper._logging import get_logger
 from gatekeeper.decision import Decision
 from gatekeeper.engines.base import PolicyEngine
 from gatekeeper.errors import GatekeeperError, RequestError
+from gatekeeper.redact import Redactor
 from gatekeeper.request import DEFAULT_TIMEZONE, AccessRequest, parse_request
 
 if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
 
-__all__ = ["AccessDenied", "Gatekeeper", "RequestInput"]
+__all__ = ["AccessDenied", "Gatekeeper", "Grant", "ReleaseHeld", "RequestInput"]
+
+_T = TypeVar("_T")
+
+#: Blocking obligations the guard itself meets (by redacting).
+_MET_BY_REDACTION = frozenset({"REDACT_OUT_OF_SCOPE"})
 
 RequestInput = AccessRequest | Mapping[str, Any] | str | bytes
 
@@ -50,6 +58,35 @@ class AccessDenied(GatekeeperError):
         self.decision = decision
         rule = decision.rules[0] if decision.rules else decision.reason
         super().__init__(f"{decision.decision} ({rule}); decision {decision.decision_id}")
+
+
+class ReleaseHeld(AccessDenied):
+    """A permit whose blocking obligations (NOTIFY_PARENT_PRE, VERIFY_…) are
+    not met yet: nothing may be released until they are acknowledged."""
+
+    reason = "release_held"
+
+
+class Grant:
+    """A permit in hand: redacts what the lookup returns to the allowed fields."""
+
+    def __init__(self, decision: Decision, redactor: Redactor) -> None:
+        self.decision = decision
+        self._redactor = redactor
+
+    def redact(self, result: Any) -> Any:
+        """A record (mapping) or a bulk result (sequence of mappings), redacted."""
+        allowed = self.decision.allowed_fields
+        if isinstance(result, Mapping):
+            return self._redactor.redact(result, allowed)
+        if isinstance(result, Sequence) and not isinstance(result, str | bytes):
+            return self._redactor.redact_many(
+                [r for r in result if isinstance(r, Mapping)], allowed
+            )
+        raise TypeError("a guarded lookup must return a mapping or a sequence of mappings")
+
+
+_P = ParamSpec("_P")
 
 
 def _request_id_of(request: RequestInput) -> str | None:
@@ -191,6 +228,46 @@ class Gatekeeper:
         if not decision.permitted:
             raise AccessDenied(decision)
         return decision
+
+    @contextmanager
+    def access(self, request: RequestInput, *, redactor: Redactor | None = None) -> Iterator[Grant]:
+        """Decide first; inside the block, fetch and pass the result through ``grant.redact``.
+
+            with gk.access(request) as grant:
+                record = grant.redact(sis.lookup(student_id))
+
+        Raises AccessDenied (deny, escalate) or ReleaseHeld (a permit whose
+        blocking obligations are pending) before the block runs.
+        """
+        decision = self.enforce(request)
+        pending = [o for o in decision.blocking_obligations if o not in _MET_BY_REDACTION]
+        if pending:
+            raise ReleaseHeld(decision)
+        yield Grant(decision, redactor or Redactor())
+
+    def guard(
+        self,
+        request: Callable[_P, RequestInput],
+        *,
+        redactor: Redactor | None = None,
+    ) -> Callable[[Callable[_P, _T]], Callable[_P, Any]]:
+        """Decorate a lookup: decide from ``request(*args)`` before it runs.
+
+            @gk.guard(lambda student_id, user: make_request(student_id, user))
+            def lookup(student_id, user): ...
+
+        The lookup runs only on a permit; its result comes back redacted.
+        """
+
+        def decorate(lookup: Callable[_P, _T]) -> Callable[_P, Any]:
+            @wraps(lookup)
+            def guarded(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+                with self.access(request(*args, **kwargs), redactor=redactor) as grant:
+                    return grant.redact(lookup(*args, **kwargs))
+
+            return guarded
+
+        return decorate
 
     def close(self) -> None:
         self.engine.close()
