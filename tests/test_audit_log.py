@@ -35,9 +35,19 @@ def entry(i: int) -> bytes:
     return json.dumps({"i": i, "kind": "test"}, separators=(",", ":"), sort_keys=True).encode()
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> Any:
-    with AuditLog.open_sqlite(tmp_path, origin="test.example/log") as opened:
+@pytest.fixture(params=["sqlite", "postgres"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The same log tests on both stores (PostgreSQL: a real server, fresh database)."""
+    if request.param == "sqlite":
+        with AuditLog.open_sqlite(tmp_path, origin="test.example/log") as opened:
+            yield opened
+        return
+    from gatekeeper.audit.keys import KeyStore
+    from gatekeeper.audit.postgres import PostgresStore
+
+    dsn = request.getfixturevalue("pg_dsn")
+    keys = KeyStore(tmp_path, origin="test.example/log")
+    with AuditLog(PostgresStore(dsn), keys) as opened:
         yield opened
 
 
