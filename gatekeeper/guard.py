@@ -110,6 +110,7 @@ class Gatekeeper:
         engine: PolicyEngine,
         audit: AuditLog | None = None,
         timezone: str = DEFAULT_TIMEZONE,
+        allow_unaudited: bool = False,
     ) -> None:
         try:
             self._zone = ZoneInfo(timezone)
@@ -117,6 +118,9 @@ class Gatekeeper:
             raise GatekeeperError(f"unknown time zone {timezone!r}", reason="config") from exc
         self.engine = engine
         self.audit = audit
+        #: Without an audit log, decisions are made but a permit becomes a
+        #: deny (``audit_unavailable``) unless this is set (tests, benchmarks).
+        self.allow_unaudited = allow_unaudited
         self.timezone = timezone
 
     @property
@@ -126,7 +130,14 @@ class Gatekeeper:
     def parse(self, request: RequestInput) -> AccessRequest:
         """Parse and validate a request (raises RequestError)."""
         if isinstance(request, AccessRequest):
-            return request
+            # A typed request is checked like any other: the dataclasses do
+            # not validate themselves, and a wrong type must not reach Rego.
+            try:
+                return parse_request(request.to_dict())
+            except RequestError:
+                raise
+            except Exception as exc:
+                raise RequestError("", f"malformed AccessRequest object: {exc}") from exc
         return parse_request(request)
 
     def _fail_closed(self, request_id: str | None, reason: str) -> Decision:
@@ -206,6 +217,12 @@ class Gatekeeper:
     def _audited(self, decision: Decision, entry: Any, *, keep_reason: bool = False) -> Decision:
         """Write the decision's entry; on failure, a deny that discloses nothing."""
         if self.audit is None:
+            if decision.permitted and not self.allow_unaudited:
+                return dataclasses.replace(
+                    self._fail_closed(decision.request_id, "audit_unavailable"),
+                    decision_id=decision.decision_id,
+                    denied_fields=decision.denied_fields + decision.allowed_fields,
+                )
             return decision
         try:
             receipt = self.audit.append(entry())

@@ -83,6 +83,7 @@ __all__ = [
     "StudentFlag",
     "StudentStatus",
     "Vendor",
+    "code_key",
     "parse_request",
 ]
 
@@ -320,12 +321,13 @@ class AccessRequest:
             "requester": {
                 "id": requester.id,
                 "kind": requester.kind,
-                "agency": requester.agency or "",
+                "agency": code_key(requester.agency),
+                "id_key": code_key(requester.id),
                 "role": requester.role or "",
                 "identity_verified": requester.identity_verified,
             },
-            "on_behalf_of": self.on_behalf_of or "",
-            "task_force": list(self.task_force),
+            "on_behalf_of": code_key(self.on_behalf_of),
+            "task_force": [code_key(member) for member in self.task_force],
             "purpose": self.purpose,
             "is_bulk": self.bulk is not None,
             "student": _student_input(self.student or Student(), today),
@@ -868,6 +870,21 @@ def _day(day: date | None) -> int | None:
     return None if day is None else day.toordinal() - _EPOCH_ORDINAL
 
 
+def code_key(value: str | None) -> str:
+    """The canonical form of an agency code or name, a court name, a consent
+    recipient: NFKC, upper case, every run of other characters than A-Z and
+    0-9 turned into one ``-``. ``"ice ero"``, ``"ICE_ERO"`` and full-width ``"ICE-ERO"``
+    are all ``"ICE-ERO"``; ``"DHS-SEVP"`` stays itself (codes are still
+    compared exactly, after this normalization)."""
+    if not value:
+        return ""
+    folded = unicodedata.normalize("NFKC", value).upper()
+    return "-".join(_CODE_TOKEN.findall(folded))
+
+
+_CODE_TOKEN = re.compile(r"[A-Z0-9]+")
+
+
 def _name_key(name: str | None) -> str:
     """NFKC, case-folded, inner whitespace collapsed, stripped."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name or "").casefold())
@@ -912,7 +929,7 @@ def _legal_basis_input(basis: LegalBasis) -> dict[str, Any]:
     return {
         "type": basis.type,
         "jurisdiction": basis.jurisdiction or "",
-        "issuing_court": basis.issuing_court or "",
+        "issuing_court": code_key(basis.issuing_court),
         "signed_by": basis.signed_by,
         "judge": basis.judge or "",
         "seal": basis.seal,
@@ -937,7 +954,7 @@ def _consent_input(consent: Consent) -> dict[str, Any]:
         "dated_day": _day(consent.dated),
         "records": list(consent.records),
         "purpose": consent.purpose or "",
-        "recipient": consent.recipient or "",
+        "recipient": code_key(consent.recipient),
         "received_via": consent.received_via or "",
         "verified_with_rightholder": consent.verified_with_rightholder,
         "revoked_day": _day(consent.revoked_on),

@@ -23,6 +23,7 @@ CASES = [
 @pytest.mark.parametrize("module", ["gatekeeper", "gatekeeper.engines", "gatekeeper.request"])
 def test_all_is_sorted_and_complete(module: str) -> None:
     mod = __import__(module, fromlist=["__all__"])
+
     # ruff's RUF022 order: CONSTANTS, then Classes, then functions.
     def key(name: str) -> tuple[int, str]:
         return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
@@ -51,7 +52,7 @@ def test_enforce_raises_on_escalate(tmp_path: Path) -> None:
 
 
 def test_embedded_engine_is_safe_from_many_threads() -> None:
-    gk = Gatekeeper(engine=EmbeddedEngine(load_pack(POLICIES_DIR)))
+    gk = Gatekeeper(engine=EmbeddedEngine(load_pack(POLICIES_DIR)), allow_unaudited=True)
     expected = {c["id"]: gk.decide(c["request"]).to_dict() for c in CASES}
     work = [c for _ in range(6) for c in CASES]
 
@@ -86,3 +87,27 @@ def test_timezone_changes_the_calendar_date(tmp_path: Path) -> None:
     ny = gatekeeper.open(data_dir=tmp_path, timezone="America/New_York").decide(request)
     assert la.decision == "permit" and la.rules[0] == "IMM-10"
     assert ny.decision == "deny" and ny.rules[:2] == ("IMM-12", "PROC-03")
+
+
+def test_no_audit_log_means_no_permit() -> None:
+    gk = Gatekeeper(engine=EmbeddedEngine(load_pack(POLICIES_DIR)))
+    teacher = next(c["request"] for c in CASES if c["id"] == "A01")
+    decision = gk.decide(teacher)
+    assert decision.decision == "deny" and decision.reason == "audit_unavailable"
+    assert decision.allowed_fields == ()
+
+
+def test_typed_requests_are_validated_again(tmp_path: Path) -> None:
+    import dataclasses
+
+    from gatekeeper.request import parse_request
+
+    gk = gatekeeper.open(data_dir=tmp_path)
+    media = parse_request(next(c["request"] for c in CASES if c["id"] == "A22"))
+    assert media.student is not None
+    broken = dataclasses.replace(
+        media,
+        student=dataclasses.replace(media.student, flags="dir_optout"),  # type: ignore[arg-type]
+    )
+    decision = gk.decide(broken)
+    assert decision.decision == "deny" and decision.reason == "invalid_request"

@@ -62,7 +62,9 @@ def healthy_opa(opa_bin: Path) -> Iterator[OpaServer]:
 
 @pytest.mark.opa
 def test_opa_server_stopped(healthy_opa: OpaServer) -> None:
-    gk = Gatekeeper(engine=OpaServerEngine(load_pack(POLICIES_DIR), url=healthy_opa.url))
+    gk = Gatekeeper(
+        engine=OpaServerEngine(load_pack(POLICIES_DIR), url=healthy_opa.url), allow_unaudited=True
+    )
     assert gk.decide(TEACHER).decision is Effect.PERMIT
     healthy_opa.stop()
     started = time.monotonic()
@@ -82,7 +84,7 @@ def test_opa_server_never_started() -> None:
 def test_opa_server_slow(healthy_opa: OpaServer) -> None:
     with SlowProxy("127.0.0.1", healthy_opa.port or 0, delay=0.0) as proxy:
         engine = OpaServerEngine(load_pack(POLICIES_DIR), url=proxy.url, timeout=0.25)
-        gk = Gatekeeper(engine=engine)
+        gk = Gatekeeper(engine=engine, allow_unaudited=True)
         assert gk.decide(TEACHER).decision is Effect.PERMIT  # healthy through the proxy
         proxy.delay = 1.0
         started = time.monotonic()
@@ -158,7 +160,7 @@ def test_malformed_decision_is_denied(
 ) -> None:
     pack_dir = mutated_pack(tmp_path, old, new)
     for name, make in _both_engines(pack_dir, opa_bin):
-        gk = Gatekeeper(engine=make())
+        gk = Gatekeeper(engine=make(), allow_unaudited=True)
         decision = gk.decide(TEACHER)
         assert decision.decision is Effect.DENY, name
         assert decision.reason == reason, (name, decision.to_dict())

@@ -121,7 +121,7 @@ POLICY_KEYS = {
     "task_force", "purpose", "is_bulk", "student", "bulk", "fields", "legal_basis",
     "legal_review", "consent", "emergency", "vendor",
 }  # fmt: skip
-REQUESTER_KEYS = {"id", "kind", "agency", "role", "identity_verified"}
+REQUESTER_KEYS = {"id", "id_key", "kind", "agency", "role", "identity_verified"}
 STUDENT_KEYS = {"id", "name_key", "dob_day", "age", "grade", "status", "guardian_ids", "flags"}
 BULK_KEYS = {"scope", "grades"}
 LEGAL_BASIS_KEYS = {
@@ -259,6 +259,7 @@ def test_full_request_round_trips_and_maps_every_key() -> None:
     assert_policy_shape(policy)
     assert policy["requester"] == {
         "id": "badge 1",
+        "id_key": "BADGE-1",
         "kind": "law_enforcement",
         "agency": "LAPD",
         "role": "detective",

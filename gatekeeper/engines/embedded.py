@@ -81,7 +81,12 @@ class EmbeddedEngine:
         """The entrypoint's value, unchecked (None when undefined)."""
         try:
             compiled = self._compiled()
-            compiled.interpreter.set_input_term(json.dumps(policy_input, separators=(",", ":")))
+            # ensure_ascii=False: rego-cpp does not decode \uXXXX escapes in input
+            # strings (it would compare and match the escape text), so the
+            # input goes as UTF-8, the way OPA reads it.
+            compiled.interpreter.set_input_term(
+                json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False)
+            )
             output = compiled.interpreter.query_bundle_entrypoint(compiled.bundle, ENTRYPOINT)
             if not output.ok():
                 raise EngineError(f"embedded engine error: {output}")

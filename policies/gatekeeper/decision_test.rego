@@ -23,6 +23,7 @@ base_input := {
 	"channel": "portal",
 	"requester": {
 		"id": "R-1",
+		"id_key": "R-1",
 		"kind": "other",
 		"agency": "",
 		"role": "",
@@ -87,6 +88,7 @@ bulk(scope, grades) := {"is_bulk": true, "student": bulk_student, "bulk": {"scop
 
 requester(kind, agency) := {
 	"id": "R-1",
+	"id_key": "R-1",
 	"kind": kind,
 	"agency": agency,
 	"role": "",
@@ -97,6 +99,7 @@ unverified(kind, agency) := object.union(requester(kind, agency), {"identity_ver
 
 staff(role) := {
 	"id": "E-1",
+	"id_key": "E-1",
 	"kind": "district_staff",
 	"agency": "LAUSD",
 	"role": role,
@@ -151,7 +154,7 @@ federal_warrant(overrides) := document(object.union(
 	{
 		"type": "judicial_search_warrant",
 		"jurisdiction": "federal",
-		"issuing_court": "U.S. District Court, C.D. Cal.",
+		"issuing_court": "U-S-DISTRICT-COURT-C-D-CAL",
 		"signed_by": "magistrate",
 		"judge": "U.S. Magistrate Judge",
 		"case_no": "2:26-mj-01234",
@@ -169,7 +172,7 @@ ca_warrant(overrides) := document(object.union(
 	{
 		"type": "judicial_search_warrant",
 		"jurisdiction": "CA",
-		"issuing_court": "Superior Court of California, County of Los Angeles",
+		"issuing_court": "SUPERIOR-COURT-OF-CALIFORNIA-COUNTY-OF-LOS-ANGELES",
 		"signed_by": "judge",
 		"issued_day": today - 3,
 		"named_students": [named_s1],
@@ -183,7 +186,7 @@ court_order(overrides) := document(object.union(
 	{
 		"type": "court_order",
 		"jurisdiction": "CA",
-		"issuing_court": "Superior Court of California, County of Los Angeles",
+		"issuing_court": "SUPERIOR-COURT-OF-CALIFORNIA-COUNTY-OF-LOS-ANGELES",
 		"signed_by": "judge",
 		"issued_day": today - 8,
 		"named_students": [named_s1],
@@ -198,7 +201,7 @@ subpoena(overrides) := document(object.union(
 	{
 		"type": "judicial_subpoena",
 		"jurisdiction": "CA",
-		"issuing_court": "Superior Court of California, County of Los Angeles",
+		"issuing_court": "SUPERIOR-COURT-OF-CALIFORNIA-COUNTY-OF-LOS-ANGELES",
 		"signed_by": "clerk",
 		"seal": true,
 		"issued_day": today - 3,
@@ -284,7 +287,7 @@ test_ferpa_1n_staff_without_a_role_is_not_logged if {
 
 test_gen_02_escalates_otherwise_permitted_parent_request if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": object.union(unverified("parent", "family"), {"id": "P1"}),
+		"requester": object.union(unverified("parent", "FAMILY"), {"id": "P1"}),
 		"purpose": "parent_access",
 		"fields": ["grades"],
 	})
@@ -298,7 +301,7 @@ test_gen_02_escalates_otherwise_permitted_parent_request if {
 
 test_gen_02_escalates_directory_permit if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": unverified("media", "LA Times"),
+		"requester": unverified("media", "LA-TIMES"),
 		"purpose": "news",
 		"fields": ["name", "awards"],
 	})
@@ -333,9 +336,9 @@ test_gen_02_not_for_district_staff if {
 
 test_gen_03_every_permit_redacts_out_of_scope if {
 	permits := [
-		req({"requester": requester("media", "LA Times"), "purpose": "news", "fields": ["name"]}),
+		req({"requester": requester("media", "LA-TIMES"), "purpose": "news", "fields": ["name"]}),
 		req({"requester": staff("nurse"), "purpose": "educational", "fields": ["allergies"]}),
-		req({"requester": object.union(requester("parent", "family"), {"id": "P1"}), "purpose": "parent_access"}),
+		req({"requester": object.union(requester("parent", "FAMILY"), {"id": "P1"}), "purpose": "parent_access"}),
 		ferpa9_request(court_order({})),
 	]
 	every inp in permits {
@@ -414,7 +417,7 @@ test_ferpa_1n_bulk_scope_outside_role if {
 
 test_ferpa_1v_vendor_inside_contract if {
 	d := data.gatekeeper.decision with input as req(object.union(bulk("district", []), {
-		"requester": requester("vendor", "BusCo"),
+		"requester": requester("vendor", "BUSCO"),
 		"purpose": "route_planning",
 		"fields": ["name", "bus_stop", "enrollment_status"],
 		"vendor": vendor({}),
@@ -427,7 +430,7 @@ test_ferpa_1v_vendor_inside_contract if {
 
 test_ferpa_1vx_vendor_purpose_outside_contract if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("vendor", "BusCo"),
+		"requester": requester("vendor", "BUSCO"),
 		"purpose": "marketing",
 		"fields": ["bus_stop"],
 		"vendor": vendor({}),
@@ -440,7 +443,7 @@ test_ferpa_1vx_vendor_purpose_outside_contract if {
 
 test_ferpa_1vx_vendor_fields_outside_contract if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("vendor", "BusCo"),
+		"requester": requester("vendor", "BUSCO"),
 		"purpose": "route_planning",
 		"fields": ["name", "home_address"],
 		"vendor": vendor({"contracted_fields": ["name", "bus_stop"]}),
@@ -452,7 +455,7 @@ test_ferpa_1vx_vendor_fields_outside_contract if {
 
 test_ferpa_1vx_vendor_relaying_for_another_party if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("vendor", "BusCo"),
+		"requester": requester("vendor", "BUSCO"),
 		"purpose": "route_planning",
 		"on_behalf_of": "AdCo",
 		"fields": ["bus_stop"],
@@ -476,7 +479,7 @@ test_ferpa_2_records_transfer if {
 
 test_ferpa_9_family_court_order if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("court", "LA Superior Court"),
+		"requester": requester("court", "LA-SUPERIOR-COURT"),
 		"purpose": "court_proceeding",
 		"legal_basis": court_order({}),
 		"legal_review": "approved",
@@ -528,7 +531,7 @@ test_ferpa_9_releases_only_the_fields_in_scope if {
 
 test_ferpa_9p_court_order_pending_review if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("court", "LA Superior Court"),
+		"requester": requester("court", "LA-SUPERIOR-COURT"),
 		"purpose": "court_proceeding",
 		"legal_basis": court_order({}),
 		"legal_review": "pending",
@@ -547,7 +550,7 @@ test_ferpa_9n_grand_jury_subpoena_replaces_ferpa_9 if {
 		"legal_basis": subpoena({
 			"type": "grand_jury_subpoena",
 			"jurisdiction": "federal",
-			"issuing_court": "U.S. District Court, C.D. Cal.",
+			"issuing_court": "U-S-DISTRICT-COURT-C-D-CAL",
 			"fields_in_scope": ["attendance", "enrollment_status"],
 			"nondisclosure_order": true,
 		}),
@@ -579,7 +582,7 @@ test_ferpa_9n_pending_review_escalates if {
 	d := data.gatekeeper.decision with input as req({
 		"requester": requester("law_enforcement", "FBI"),
 		"purpose": "criminal_investigation",
-		"legal_basis": subpoena({"type": "grand_jury_subpoena", "jurisdiction": "federal", "issuing_court": "U.S. District Court"}),
+		"legal_basis": subpoena({"type": "grand_jury_subpoena", "jurisdiction": "federal", "issuing_court": "U-S-DISTRICT-COURT"}),
 		"legal_review": "pending",
 	})
 	d.decision == "escalate"
@@ -635,7 +638,7 @@ test_ferpa_10x_emergency_without_determination if {
 
 test_ferpa_12_parent_of_minor if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": object.union(requester("parent", "family"), {"id": "P1"}),
+		"requester": object.union(requester("parent", "FAMILY"), {"id": "P1"}),
 		"purpose": "parent_access",
 		"fields": ["attendance", "grades"],
 	})
@@ -659,7 +662,7 @@ test_ferpa_12_eligible_student if {
 
 test_ferpa_12_parent_of_adult_student_is_not_the_rightholder if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": object.union(requester("parent", "family"), {"id": "P1"}),
+		"requester": object.union(requester("parent", "FAMILY"), {"id": "P1"}),
 		"purpose": "parent_access",
 		"student": {"age": 18},
 		"fields": ["grades"],
@@ -671,7 +674,7 @@ test_ferpa_12_parent_of_adult_student_is_not_the_rightholder if {
 
 test_ferpa_12r_records_restriction_order if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": object.union(requester("parent", "family"), {"id": "P1"}),
+		"requester": object.union(requester("parent", "FAMILY"), {"id": "P1"}),
 		"purpose": "parent_access",
 		"student": {"flags": ["records_restriction_order"]},
 		"fields": ["grades"],
@@ -686,10 +689,10 @@ test_ferpa_12r_records_restriction_order if {
 
 test_cons_01_verified_parent_consent if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("health_provider", "Children's Hospital LA"),
+		"requester": requester("health_provider", "CHILDREN-S-HOSPITAL-LA"),
 		"purpose": "treatment",
 		"fields": ["immunizations", "iep"],
-		"consent": consent({"records": ["immunizations", "iep"], "recipient": "Children's Hospital LA"}),
+		"consent": consent({"records": ["immunizations", "iep"], "recipient": "CHILDREN-S-HOSPITAL-LA"}),
 	})
 	d.decision == "permit"
 	d.rules == ["CONS-01"]
@@ -738,7 +741,7 @@ test_cons_01x_other_recipient if {
 	d := data.gatekeeper.decision with input as req({
 		"requester": requester("health_provider", "CHLA"),
 		"purpose": "treatment",
-		"consent": consent({"recipient": "Kaiser"}),
+		"consent": consent({"recipient": "KAISER"}),
 	})
 	d.decision == "deny"
 	d.rules == ["CONS-01X"]
@@ -746,11 +749,11 @@ test_cons_01x_other_recipient if {
 
 test_cons_02_parent_signs_for_adult_student if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("employer", "Acme"),
+		"requester": requester("employer", "ACME"),
 		"purpose": "employment",
 		"student": {"age": 19},
 		"fields": ["transcript"],
-		"consent": consent({"records": ["transcript"], "purpose": "employment", "recipient": "Acme"}),
+		"consent": consent({"records": ["transcript"], "purpose": "employment", "recipient": "ACME"}),
 	})
 	d.decision == "deny"
 	d.rules == ["CONS-02"]
@@ -815,7 +818,7 @@ test_cons_04_verified_with_rightholder_permits if {
 
 test_dir_01_media_directory_information if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("media", "LA Times"),
+		"requester": requester("media", "LA-TIMES"),
 		"purpose": "news",
 		"fields": ["name", "awards"],
 	})
@@ -827,7 +830,7 @@ test_dir_01_media_directory_information if {
 
 test_dir_01_not_for_non_directory_fields if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("media", "LA Times"),
+		"requester": requester("media", "LA-TIMES"),
 		"purpose": "news",
 		"fields": ["name", "home_address"],
 	})
@@ -837,7 +840,7 @@ test_dir_01_not_for_non_directory_fields if {
 
 test_dir_02_opted_out if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("media", "LA Times"),
+		"requester": requester("media", "LA-TIMES"),
 		"purpose": "news",
 		"student": {"flags": ["dir_optout"]},
 		"fields": ["name", "awards"],
@@ -862,7 +865,7 @@ test_dir_03_homeless_student if {
 
 test_dir_04_profit_making_entity if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("vendor", "AdCo"),
+		"requester": requester("vendor", "ADCO"),
 		"purpose": "marketing",
 		"fields": ["name", "grade_level"],
 	})
@@ -937,7 +940,7 @@ test_dir_05_not_beyond_recruiter_fields if {
 
 test_cws_01_child_welfare_without_basis if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("child_welfare", "LA County DCFS"),
+		"requester": requester("child_welfare", "LA-COUNTY-DCFS"),
 		"purpose": "child_welfare_investigation",
 		"fields": ["attendance"],
 	})
@@ -949,7 +952,7 @@ test_cws_01_child_welfare_without_basis if {
 
 test_cws_01_decided_before_ferpa_10x if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("child_welfare", "LA County DCFS"),
+		"requester": requester("child_welfare", "LA-COUNTY-DCFS"),
 		"purpose": "emergency",
 		"fields": ["attendance"],
 		"emergency": emergency("none"),
@@ -1014,7 +1017,7 @@ test_imm_02_staff_queries_citizenship_status if {
 
 test_imm_02_denies_the_whole_parent_request if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": object.union(requester("parent", "family"), {"id": "P1"}),
+		"requester": object.union(requester("parent", "FAMILY"), {"id": "P1"}),
 		"purpose": "parent_access",
 		"fields": ["grades", "citizenship_status"],
 	})
@@ -1083,7 +1086,7 @@ test_imm_03_eoir_order if {
 		"legal_basis": document({
 			"type": "eoir_order",
 			"jurisdiction": "federal",
-			"issuing_court": "Immigration Court, Los Angeles",
+			"issuing_court": "IMMIGRATION-COURT-LOS-ANGELES",
 			"signed_by": "immigration_judge",
 		}),
 	})
@@ -1402,7 +1405,7 @@ test_imm_13_with_verbal_claim_a26 if {
 
 test_imm_14_enforcement_linked_vendor if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("vendor", "PlateScan"),
+		"requester": requester("vendor", "PLATESCAN"),
 		"purpose": "route_planning",
 		"fields": ["bus_stop"],
 		"vendor": vendor({"enforcement_linked": true}),
@@ -1416,7 +1419,7 @@ test_imm_14_enforcement_linked_vendor if {
 
 test_imm_14_vendor_relaying_for_ice if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("vendor", "BusCo"),
+		"requester": requester("vendor", "BUSCO"),
 		"purpose": "route_planning",
 		"on_behalf_of": "ICE",
 		"fields": ["bus_stop"],
@@ -1431,7 +1434,7 @@ test_imm_14_vendor_relaying_for_ice if {
 test_imm_14_bulk_export_outside_contract if {
 	# Public case A24.
 	d := data.gatekeeper.decision with input as req(object.union(bulk("district", []), {
-		"requester": requester("vendor", "EdInsight"),
+		"requester": requester("vendor", "EDINSIGHT"),
 		"purpose": "product_improvement",
 		"fields": ["name", "home_address", "parent_names", "dob"],
 		"vendor": vendor({"contracted_purposes": ["attendance_analytics"]}),
@@ -1444,7 +1447,7 @@ test_imm_14_bulk_export_outside_contract if {
 
 test_imm_14r_board_flagged_vendor if {
 	d := data.gatekeeper.decision with input as req(object.union(bulk("district", []), {
-		"requester": requester("vendor", "BusCo"),
+		"requester": requester("vendor", "BUSCO"),
 		"purpose": "route_planning",
 		"fields": ["name", "bus_stop"],
 		"vendor": vendor({"board_review_flag": true}),
@@ -1458,7 +1461,7 @@ test_imm_14r_board_flagged_vendor if {
 
 test_imm_15_school_police_for_immigration_enforcement if {
 	d := data.gatekeeper.decision with input as req({
-		"requester": requester("school_police", "LA School Police"),
+		"requester": requester("school_police", "LA-SCHOOL-POLICE"),
 		"purpose": "immigration_enforcement",
 		"fields": ["class_schedule"],
 	})
@@ -1512,7 +1515,7 @@ test_imm_15t_not_for_immigration_enforcement if {
 test_imm_17_bulk_national_origin_proxy if {
 	# Public case A25.
 	d := data.gatekeeper.decision with input as req(object.union(bulk("district", []), {
-		"requester": requester("school_police", "LA School Police"),
+		"requester": requester("school_police", "LA-SCHOOL-POLICE"),
 		"fields": ["name", "birth_country"],
 	}))
 	d.decision == "deny"
@@ -1601,7 +1604,7 @@ test_proc_01_subpoena_not_court_issued_immigration if {
 }
 
 test_proc_01_not_court_issued_falls_through if {
-	d := data.gatekeeper.decision with input as ferpa9_request(court_order({"issuing_court": "Department of Homeland Security"}))
+	d := data.gatekeeper.decision with input as ferpa9_request(court_order({"issuing_court": "DEPARTMENT-OF-HOMELAND-SECURITY"}))
 	d.decision == "deny"
 	d.rules == ["GEN-01", "PROC-01"]
 	obligations(d) == {"LOG_9932"}
@@ -1859,7 +1862,7 @@ test_no_sb98_on_an_escalation if {
 # decision lists it after the deciding rule". The pack's IMM-03 hit carries no
 # PROC ids: rules are ["IMM-03", "IMM-01"].
 test_proc_01_warrant_not_court_issued_immigration if {
-	d := data.gatekeeper.decision with input as imm_request(court_order({"issuing_court": "U.S. Department of Homeland Security"}))
+	d := data.gatekeeper.decision with input as imm_request(court_order({"issuing_court": "U-S-DEPARTMENT-OF-HOMELAND-SECURITY"}))
 	d.decision == "deny"
 	d.rules[0] == "IMM-03"
 	d.rules[1] == "PROC-01"
@@ -1958,4 +1961,47 @@ test_dir_02_opt_out_yields_to_a_valid_consent if {
 	})
 	d.decision == "permit"
 	d.rules[0] == "CONS-01"
+}
+
+# Agency names (normalized by Python) count like codes: the immigration
+# context does not depend on spelling an exact code.
+test_immigration_agency_by_name if {
+	d := data.gatekeeper.decision with input as req({
+		"requester": requester("law_enforcement", "U-S-IMMIGRATION-AND-CUSTOMS-ENFORCEMENT"),
+		"purpose": "criminal_investigation",
+		"fields": ["home_address"],
+	})
+	d.decision == "deny"
+	d.rules[0] == "IMM-01"
+	d.immigration_context
+}
+
+test_sevp_code_is_not_enforcement if {
+	d := data.gatekeeper.decision with input as req({
+		"requester": requester("federal_compliance", "DHS-SEVP"),
+		"student": {"flags": ["f1_visa"]},
+		"fields": ["enrollment_status"],
+	})
+	d.decision == "escalate"
+	d.rules == ["IMM-18"]
+}
+
+# PROC-01: an "Immigration Court" is not a court for this purpose (EOIR).
+test_proc_01_immigration_court_is_not_a_court if {
+	d := data.gatekeeper.decision with input as ferpa9_request(court_order({"issuing_court": "IMMIGRATION-COURT-LOS-ANGELES"}))
+	d.decision == "deny"
+	d.rules == ["GEN-01", "PROC-01"]
+}
+
+# FERPA-12 needs a parent asking as a parent: an officer whose id is on file
+# as a guardian is still an officer.
+test_ferpa_12_requires_a_parent_requester if {
+	d := data.gatekeeper.decision with input as req({
+		"requester": object.union(requester("law_enforcement", "LAPD"), {"id": "P1"}),
+		"purpose": "parent_access",
+		"student": {"guardian_ids": ["P1"]},
+		"fields": ["home_address"],
+	})
+	d.decision == "deny"
+	d.rules[0] == "GEN-01"
 }

@@ -56,25 +56,37 @@ default requester_is_immigration := false
 # The requester itself is an immigration authority (SB 98 site notice).
 requester_is_immigration if requester.kind == "immigration_authority"
 
-requester_is_immigration if requester.agency in cat.agencies.immigration
+# Agency codes and names arrive normalized (NFKC, upper case, runs of other
+# characters as "-"): "ice ero" is ICE-ERO, "U.S. Immigration and Customs
+# Enforcement" is U-S-IMMIGRATION-AND-CUSTOMS-ENFORCEMENT. Codes of the
+# catalog and names with an immigration-enforcement word both count;
+# DHS-SEVP (student visas, IMM-18) does not.
+immigration_codes contains code if {
+	some code in array.concat([requester.agency, input.on_behalf_of], input.task_force)
+	code != ""
+	code != cat.agencies.sevp
+	regex.match(cat.agencies.immigration_pattern, code)
+}
+
+requester_is_immigration if requester.agency in immigration_codes
 
 default immigration_authority_involved := false
 
 # By or for an immigration authority: itself, relayed, or through a task force.
 immigration_authority_involved if requester_is_immigration
 
-immigration_authority_involved if input.on_behalf_of in cat.agencies.immigration
+immigration_authority_involved if input.on_behalf_of in immigration_codes
 
 immigration_authority_involved if {
 	some member in input.task_force
-	member in cat.agencies.immigration
+	member in immigration_codes
 }
 
 default task_force_has_immigration := false
 
 task_force_has_immigration if {
 	some member in input.task_force
-	member in cat.agencies.immigration
+	member in immigration_codes
 }
 
 default is_police := false
@@ -129,7 +141,10 @@ adult if {
 
 default requester_is_guardian := false
 
+# A parent or guardian on file (the kind matters: a police officer whose id
+# happens to be on file is not asking as a parent).
 requester_is_guardian if {
+	requester.kind == "parent"
 	not input.is_bulk
 	requester.id != ""
 	requester.id in student.guardian_ids
@@ -190,7 +205,7 @@ default consent_recipient_fits := false
 
 consent_recipient_fits if consent.recipient == requester.agency
 
-consent_recipient_fits if consent.recipient == requester.id
+consent_recipient_fits if consent.recipient == requester.id_key
 
 default consent_records_fit := false
 

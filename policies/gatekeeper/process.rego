@@ -29,11 +29,12 @@ legal_review_approved if input.legal_review == "approved"
 default court_issued := false
 
 # PROC-01: issued by a court (federal or state), not DHS, ICE, CBP, USCIS, EOIR.
+# issuing_court arrives normalized like agency codes (upper case, "-").
 court_issued if {
 	lb.issuing_court != ""
 	lb.jurisdiction != ""
 	not lb.signed_by in cat.documents.immigration_signers
-	not regex.match(cat.documents.non_court_issuer_pattern, upper(lb.issuing_court))
+	not regex.match(cat.documents.non_court_issuer_pattern, lb.issuing_court)
 }
 
 default judge_signed := false

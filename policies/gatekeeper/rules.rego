@@ -237,7 +237,7 @@ vendor_for_immigration if {
 
 vendor_for_immigration if {
 	is_vendor
-	input.on_behalf_of in cat.agencies.immigration
+	input.on_behalf_of in immigration_codes
 }
 
 hits contains "IMM-14" if vendor_for_immigration
@@ -263,7 +263,7 @@ hits contains "IMM-15" if {
 
 hits contains "IMM-15" if {
 	is_police
-	input.on_behalf_of in cat.agencies.immigration
+	input.on_behalf_of in immigration_codes
 }
 
 # Inquiring into immigration status (Gov. Code 7284.6(a)(1)(A)).
