@@ -51,16 +51,25 @@ def _print_json(value: Any) -> None:
 
 
 def _cmd_decide(args: argparse.Namespace) -> int:
-    gk = gatekeeper.open(
-        data_dir=args.data_dir,
-        engine=args.engine,
-        opa_url=args.opa_url,
-        timezone=args.timezone,
-        policy_dir=args.policy_dir,
-        config=args.config,
-    )
+    raw = _read_request(args.request)
+    try:
+        gk = gatekeeper.open(
+            data_dir=args.data_dir,
+            engine=args.engine,
+            opa_url=args.opa_url,
+            timezone=args.timezone,
+            policy_dir=args.policy_dir,
+            config=args.config,
+        )
+    except GatekeeperError:
+        # Nothing can be decided or audited; an invalid request is still exit 2.
+        try:
+            gatekeeper.parse_request(raw)
+        except RequestError as exc:
+            print(f"gatekeeper: invalid request: {exc}", file=sys.stderr)
+            return 2
+        raise
     with gk:
-        raw = _read_request(args.request)
         try:
             request = gk.parse(raw)
         except RequestError as exc:
@@ -85,7 +94,12 @@ def _open_log(args: argparse.Namespace) -> AuditLog:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from gatekeeper.audit.verify import verify_log
 
-    trusted = Path(args.trusted).read_text(encoding="utf-8") if args.trusted else None
+    try:
+        trusted = Path(args.trusted).read_text(encoding="utf-8") if args.trusted else None
+    except OSError as exc:
+        raise GatekeeperError(
+            f"cannot read the trusted checkpoint {args.trusted}: {exc.strerror}"
+        ) from exc
     with _open_log(args) as log:
         report = verify_log(
             log.store, log.keys, signatures=args.signatures, workers=args.workers, trusted=trusted
@@ -230,18 +244,27 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="operational log lines (JSON) on standard error; -vv for debug",
     )
+    # The common options are accepted after the subcommand too
+    # (`gatekeeper audit verify --data-dir X`), without overriding them.
+    common = argparse.ArgumentParser(add_help=False)
+    for flag in ("--data-dir", "--config", "--policy-dir", "--timezone"):
+        common.add_argument(flag, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    decide = sub.add_parser("decide", help="decide one AccessRequest and print the Decision")
+    decide = sub.add_parser(
+        "decide", parents=[common], help="decide one AccessRequest and print the Decision"
+    )
     decide.add_argument("request", nargs="?", default="-", help="request JSON file, or - for stdin")
     decide.add_argument("--engine", choices=("embedded", "opa"), default=None)
     decide.add_argument("--opa-url", default=None)
     decide.set_defaults(func=_cmd_decide)
 
-    audit = sub.add_parser("audit", help="the signed audit log").add_subparsers(
+    audit = sub.add_parser("audit", parents=[common], help="the signed audit log").add_subparsers(
         dest="audit_command", required=True
     )
-    verify = audit.add_parser("verify", help="verify every entry, signature and checkpoint")
+    verify = audit.add_parser(
+        "verify", parents=[common], help="verify every entry, signature and checkpoint"
+    )
     verify.add_argument(
         "--signatures",
         choices=("all", "sample", "none"),
@@ -257,18 +280,24 @@ def _parser() -> argparse.ArgumentParser:
         help="a checkpoint kept outside the store: detects a truncated tail",
     )
     verify.set_defaults(func=_cmd_verify)
-    audit.add_parser("checkpoint", help="print the latest signed checkpoint").set_defaults(
-        func=_cmd_checkpoint
+    audit.add_parser(
+        "checkpoint", parents=[common], help="print the latest signed checkpoint"
+    ).set_defaults(func=_cmd_checkpoint)
+    audit.add_parser("vkey", parents=[common], help="print the log's verifier key").set_defaults(
+        func=_cmd_vkey
     )
-    audit.add_parser("vkey", help="print the log's verifier key").set_defaults(func=_cmd_vkey)
-    export = audit.add_parser("export", help="write a C2SP tlog-tiles directory")
+    export = audit.add_parser("export", parents=[common], help="write a C2SP tlog-tiles directory")
     export.add_argument("dir")
     export.set_defaults(func=_cmd_export)
-    prove = audit.add_parser("prove", help="print an inclusion proof for one entry")
+    prove = audit.add_parser(
+        "prove", parents=[common], help="print an inclusion proof for one entry"
+    )
     prove.add_argument("index", type=int)
     prove.add_argument("--size", type=int, default=None)
     prove.set_defaults(func=_cmd_prove)
-    show = audit.add_parser("show", help="entries by index, time, student, requester, decision")
+    show = audit.add_parser(
+        "show", parents=[common], help="entries by index, time, student, requester, decision"
+    )
     show.add_argument("--index", type=int, default=None)
     show.add_argument("--since", default=None, help="UTC timestamp or date, inclusive")
     show.add_argument("--until", default=None, help="UTC timestamp or date, exclusive")
@@ -281,7 +310,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_parser(
         "rotate-key", help="rotate the signing key (co-signed checkpoint)"
     ).set_defaults(func=_cmd_rotate)
-    keygen = audit.add_parser("keygen", help="write a new signing key file (for shared logs)")
+    keygen = audit.add_parser(
+        "keygen", parents=[common], help="write a new signing key file (for shared logs)"
+    )
     keygen.add_argument("--out", required=True)
     keygen.set_defaults(func=_cmd_keygen)
     return parser

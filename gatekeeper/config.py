@@ -63,6 +63,10 @@ class Settings:
             )
         if not (0 < self.opa_timeout <= 60):
             raise GatekeeperError("opa_timeout must be between 0 and 60 seconds", reason="config")
+        if not (0 < self.audit_timeout <= 600):
+            raise GatekeeperError(
+                "audit_timeout must be between 0 and 600 seconds", reason="config"
+            )
 
 
 def _from_file(path: Path) -> dict[str, Any]:
@@ -97,7 +101,12 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
             values[key] = Path(values[key])
     for key in ("opa_timeout", "audit_timeout"):
         if key in values:
-            values[key] = float(values[key])
+            try:
+                values[key] = float(values[key])
+            except (TypeError, ValueError) as exc:
+                raise GatekeeperError(
+                    f"{key} must be a number of seconds", reason="config"
+                ) from exc
     try:
         return replace(Settings(), **values)
     except TypeError as exc:

@@ -254,10 +254,18 @@ class Gatekeeper:
                 record = grant.redact(sis.lookup(student_id))
 
         Raises AccessDenied (deny, escalate) or ReleaseHeld (a permit whose
-        blocking obligations are pending) before the block runs.
+        blocking obligations are pending, or a bulk permit: which students a
+        bulk basis covers is for the SIS to scope, not for field redaction)
+        before the block runs.
         """
-        decision = self.enforce(request)
+        parsed = self.parse(request) if not isinstance(request, AccessRequest) else request
+        decision = self.enforce(parsed)
         pending = [o for o in decision.blocking_obligations if o not in _MET_BY_REDACTION]
+        if parsed.bulk is not None and "REDACT_OUT_OF_SCOPE" in decision.obligations:
+            # Field redaction cannot tell which students a bulk basis covers
+            # (per-student opt-outs, homeless flags): the caller's SIS must
+            # scope the rows, so the guard does not release bulk results.
+            pending.append("REDACT_OUT_OF_SCOPE")
         if pending:
             raise ReleaseHeld(decision)
         yield Grant(decision, redactor or Redactor())

@@ -7,8 +7,8 @@
     {'givenName': 'Ana', 'demographics': {'birthDate': '2011-06-02'}}
 
 A key is released only when its catalog name (through the field map: a
-dotted path such as ``demographics.birthDate``, else the key itself) is in
-the allowed fields; then its whole value goes. A nested object whose own name
+dotted path such as ``demographics.birthDate``; for a top-level key, else
+the key itself) is in the allowed fields; then its whole value goes. A nested object whose own name
 is not allowed is searched key by key, and kept only if something in it is
 allowed. Lists of objects (bulk results, nested collections) are redacted
 element by element. Everything else is dropped: an unknown key is never
@@ -29,9 +29,18 @@ class Redactor:
     def __init__(self, field_map: Mapping[str, str] | None = None) -> None:
         self.field_map = dict(field_map or {})
 
-    def catalog_name(self, path: str, key: str) -> str:
-        """The field-catalog name of ``key`` at dotted ``path``."""
-        return self.field_map.get(path, self.field_map.get(key, key))
+    def catalog_name(self, path: str, key: str) -> str | None:
+        """The field-catalog name of ``key`` at dotted ``path``.
+
+        A top-level key may name its field itself (``grades``); a nested key
+        counts only when its dotted path is mapped: ``guardian.name`` or
+        ``metadata.name`` is not the student's ``name``.
+        """
+        if path in self.field_map:
+            return self.field_map[path]
+        if "." in path:
+            return None
+        return self.field_map.get(key, key)
 
     def _value(self, value: Any, allowed: frozenset[str], path: str) -> tuple[bool, Any]:
         if isinstance(value, Mapping):

@@ -393,3 +393,22 @@ def test_cli_audit_commands(tmp_path: Path) -> None:
     assert bad.returncode == 1, bad.stdout
     assert "entry 2: signature does not verify" in bad.stdout.splitlines()
     assert "2/3 entries valid" in bad.stdout
+
+
+def test_largest_valid_request_still_leaves_an_entry(tmp_path: Path) -> None:
+    """Found in review: a valid request near 64 KiB made an entry over 64 KiB,
+    so an ICE request could leave no entry (and no board-report count)."""
+    request = json.loads(json.dumps(next(c["request"] for c in CASES if c["id"] == "A04")))
+    request["task_force"] = [f"AGENCY-{i:03d}-" + "X" * 180 for i in range(200)]
+    request["fields"] = [f"field_{i:03d}_" + "y" * 54 for i in range(190)] + ["home_address"]
+    raw = json.dumps(request).encode()
+    assert 50_000 < len(raw) <= 65536
+    gk = gatekeeper.open(data_dir=tmp_path)
+    decision = gk.decide(raw)
+    assert decision.reason is None and decision.decision is Effect.DENY
+    assert decision.rules[0] == "IMM-01" and decision.audit is not None
+    assert gk.audit is not None
+    (stored,) = gk.audit.store.read_entries(0, 1)
+    assert len(stored.data) <= 65535
+    assert "REPORT_BOARD" in json.loads(stored.data)["obligations"]
+    gk.close()

@@ -198,6 +198,19 @@ def decision_entry(
         value["purpose_text"] = None
         data = canonical(value)
     if len(data) > MAX_ENTRY_BYTES:
+        # Still too large (hundreds of long field names, task-force members):
+        # long lists become their length and digest, so the decision, its
+        # rules and obligations are always logged and always counted.
+        for key in ("fields", "denied_fields", "allowed_fields", "task_force"):
+            items = value.get(key) or []
+            value[key] = {
+                "count": len(items),
+                "sha256": hashlib.sha256(canonical({"items": list(items)})).hexdigest(),
+            }
+        if isinstance(value.get("consent"), dict):
+            value["consent"]["records"] = len(value["consent"].get("records") or [])
+        data = canonical(value)
+    if len(data) > MAX_ENTRY_BYTES:
         raise AuditError("audit entry larger than 64 KiB", reason="audit_entry_invalid")
     return data
 
