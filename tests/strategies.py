@@ -171,7 +171,8 @@ NON_IMMIGRATION_AGENCIES: Final = (
     "LA County DPSS", "US Army", "Superior Court", "Public Defender", "Daily News", "UCLA",
     "Kaiser Permanente", "Acme Tutoring", "LAUSD",
 )  # fmt: skip
-"""Agencies that are not immigration authorities, including DHS look-alikes."""
+"""Agencies that are not immigration authorities by RULES.md's catalog (codes compare
+exactly), including DHS look-alikes."""
 
 JUDICIAL_BASIS_TYPES: Final = (
     "judicial_search_warrant", "court_order", "judicial_subpoena", "grand_jury_subpoena",
