@@ -102,7 +102,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         ) from exc
     with _open_log(args) as log:
         report = verify_log(
-            log.store, log.keys, signatures=args.signatures, workers=args.workers, trusted=trusted
+            log.store,
+            log.keys,
+            signatures=args.signatures,
+            workers=args.workers,
+            trusted=trusted,
+            vkeys=args.vkey or None,
         )
     for problem in report.problems:
         print(problem)
@@ -278,6 +283,13 @@ def _parser() -> argparse.ArgumentParser:
         "--trusted",
         default=None,
         help="a checkpoint kept outside the store: detects a truncated tail",
+    )
+    verify.add_argument(
+        "--vkey",
+        action="append",
+        default=[],
+        help="a verifier key kept outside the data directory, trusted instead of its "
+        "keyring (repeat for rotated keys)",
     )
     verify.set_defaults(func=_cmd_verify)
     audit.add_parser(

@@ -366,6 +366,11 @@ def test_cli_audit_commands(tmp_path: Path) -> None:
     verify = run_cli(tmp_path, "audit", "verify")
     assert verify.returncode == 0 and "3/3 entries valid" in verify.stdout, verify
     vkey = run_cli(tmp_path, "audit", "vkey").stdout.strip()
+    pinned = run_cli(tmp_path, "audit", "verify", "--vkey", vkey)
+    assert pinned.returncode == 0 and "3/3 entries valid" in pinned.stdout, pinned
+    other = run_cli(tmp_path / "other", "audit", "vkey").stdout.strip()
+    foreign = run_cli(tmp_path, "audit", "verify", "--vkey", other)
+    assert foreign.returncode == 1 and "0/3 entries valid" in foreign.stdout, foreign
     note = run_cli(tmp_path, "audit", "checkpoint").stdout
     from gatekeeper.audit.note import Verifier
 

@@ -21,6 +21,7 @@ unreadable or corrupt active key is an :class:`AuditError`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -108,6 +109,8 @@ class KeyStore:
         self._passphrase = passphrase
         self._configured = Path(key_path) if key_path is not None else None
         self._signer: Signer | None = None
+        #: (inode, mtime, size) of keyring.json when the active key was loaded.
+        self._ring_stat: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -128,6 +131,13 @@ class KeyStore:
     def _ring_path(self) -> Path:
         return self.dir / "keyring.json"
 
+    def _stat_ring(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self._ring_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def records(self) -> list[KeyRecord]:
         """Every key the log has used, oldest first."""
         if not self._ring_path.exists():
@@ -142,6 +152,8 @@ class KeyStore:
         _write_json(
             self._ring_path, {"origin": self.origin, "keys": [r.to_json() for r in records]}
         )
+        # keyring.json is replaced (a new inode) on every save: others notice.
+        self._ring_stat = self._stat_ring()
 
     def verifiers(self) -> list[Verifier]:
         """Verifiers for every key of the keyring (old keys included)."""
@@ -199,8 +211,67 @@ class KeyStore:
         try:
             with self._exclusive():
                 if self._signer is None:
+                    self._ring_stat = self._stat_ring()
                     self._signer = self._load_active()
                 return self._signer
+        except OSError as exc:
+            raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
+
+    def refresh(self) -> Signer:
+        """The active key, reloaded when keyring.json changed since it was loaded
+        (another AuditLog or process rotated the key). One ``stat`` when nothing
+        changed; the writer calls it once per batch, under the store's lock."""
+        signer = self._signer
+        if signer is None or self._configured is not None:
+            return self.active_signer()
+        try:
+            if self._stat_ring() == self._ring_stat:
+                return signer
+            with self._exclusive():
+                stat = self._stat_ring()
+                if stat != self._ring_stat:
+                    self._signer, self._ring_stat = self._load_active(), stat
+                current = self._signer
+                assert current is not None
+                return current
+        except OSError as exc:
+            raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
+
+    def prepare_rotation(self) -> tuple[Signer, Signer]:
+        """(old, new): a new key is written but not yet active; ``commit_rotation``
+        makes it active (the log does that in the rotation entry's transaction)."""
+        old = self.refresh()
+        try:
+            with self._exclusive():
+                key, _record = self._new_key(first_size=0)
+        except OSError as exc:
+            raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
+        return old, Signer(self.origin, key)
+
+    def commit_rotation(self, old: Signer, new: Signer, first_size: int) -> None:
+        """Retire ``old`` (it signed entries before ``first_size``) and make ``new``
+        active from ``first_size`` on."""
+        try:
+            with self._exclusive():
+                records = self.records()
+                active = [r for r in records if r.last_size is None]
+                if not active or active[-1].key_id != old.key_id.hex():
+                    raise _key_error("the keyring's active key is not the one being rotated")
+                records = [
+                    dataclasses.replace(r, last_size=first_size) if r.last_size is None else r
+                    for r in records
+                ]
+                records.append(
+                    KeyRecord(
+                        key_id=new.key_id.hex(),
+                        vkey=new.vkey,
+                        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        first_size=first_size,
+                        last_size=None,
+                    )
+                )
+                self._save(records)
+                self._signer = new
         except OSError as exc:
             raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
 

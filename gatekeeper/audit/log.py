@@ -21,7 +21,9 @@ from __future__ import annotations
 import os
 import queue
 import socket
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from gatekeeper.audit import merkle
 from gatekeeper.audit.entry import AuditError, canonical, timestamp
 from gatekeeper.audit.keys import KeyStore
 from gatekeeper.audit.note import Checkpoint, Signer, sign_checkpoint
-from gatekeeper.audit.store import AuditStore, SqliteStore
+from gatekeeper.audit.store import AppendedEntry, AuditStore, SqliteStore
 
 __all__ = ["AuditLog", "AuditReceipt", "default_origin"]
 
@@ -53,28 +55,77 @@ class AuditReceipt:
         return {"origin": self.origin, "index": self.index, "leaf_hash": self.leaf_hash.hex()}
 
 
-class _Pending:
-    __slots__ = ("data", "done", "error", "receipt", "signature", "taken")
+_QUEUED, _TAKEN, _ABANDONED = "queued", "taken", "abandoned"
 
-    def __init__(self, data: bytes, signature: bytes) -> None:
+
+class _Pending:
+    """One entry on its way into the log.
+
+    ``state`` moves once, under the log's state lock: queued -> taken (by the
+    writer, which then commits it) or queued -> abandoned (by a caller that
+    gave up; the writer never writes it).
+    """
+
+    __slots__ = ("data", "done", "error", "receipt", "rotation", "signature", "signer_id", "state")
+
+    def __init__(
+        self,
+        data: bytes,
+        signature: bytes,
+        signer_id: bytes,
+        rotation: tuple[Signer, Signer] | None = None,
+    ) -> None:
         self.data = data
         self.signature = signature
+        self.signer_id = signer_id
+        #: (old, new) for the key_rotation entry: its checkpoint is co-signed by both.
+        self.rotation = rotation
         self.done = threading.Event()
-        self.taken = False
+        self.state = _QUEUED
         self.receipt: AuditReceipt | None = None
         self.error: BaseException | None = None
 
 
+class _KeyChanged(Exception):
+    """The active key changed while a batch was being committed: re-sign, retry."""
+
+
 def default_origin(data_dir: Path) -> str:
-    """A log origin unique to this data directory, kept in ``<data_dir>/origin``."""
+    """A log origin unique to this data directory, kept in ``<data_dir>/origin``.
+
+    Created atomically: a complete temp file is hard-linked into place (which
+    fails if another process won), then the file is read back, so every
+    process of one data directory gets the same origin.
+    """
     path = data_dir / "origin"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    host = "".join(c for c in socket.gethostname().lower() if c.isalnum() or c in "-.") or "host"
-    origin = f"gatekeeper.local/{host}/{os.urandom(4).hex()}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(origin + "\n", encoding="utf-8")
-    return origin
+    if not path.exists():
+        host = "".join(c for c in socket.gethostname().lower() if c.isalnum() or c in "-.")
+        origin = f"gatekeeper.local/{host or 'host'}/{os.urandom(4).hex()}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".origin-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(origin + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process won: use its origin
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    # An origin file written by an older version may be seen half-written: retry briefly.
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            found = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise AuditError(f"the log origin file {path} is unreadable: {exc}") from exc
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AuditError(f"the log origin file {path} is empty")
+        time.sleep(0.01)
 
 
 class AuditLog:
@@ -92,10 +143,21 @@ class AuditLog:
         self.origin = keys.origin
         self.timeout = timeout
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._cosigners: list[Signer] = []
+        self._state_lock = threading.Lock()
         self._closed = False
         self._writer = threading.Thread(target=self._run, name="gatekeeper-audit", daemon=True)
         self._writer.start()
+
+    @property
+    def outcome_wait(self) -> float:
+        """How long a caller whose entry the writer took waits past ``timeout``:
+        the store's lock timeout three times over (lock, statements, COMMIT), and 5 s."""
+        lock = getattr(self.store, "lock_timeout", None)
+        if not isinstance(lock, int | float):
+            lock = getattr(self.store, "busy_timeout", None)
+        if not isinstance(lock, int | float):
+            lock = self.timeout
+        return float(lock) * 3 + 5.0
 
     @classmethod
     def open_sqlite(
@@ -117,18 +179,61 @@ class AuditLog:
 
     # -- writing -------------------------------------------------------------
 
-    def _signers(self) -> list[Signer]:
-        return [self.keys.active_signer(), *self._cosigners]
+    @staticmethod
+    def _segments(batch: list[_Pending]) -> list[list[_Pending]]:
+        """The batch in order, a rotation entry alone in its own transaction."""
+        out: list[list[_Pending]] = []
+        current: list[_Pending] = []
+        for p in batch:
+            if p.rotation is not None:
+                if current:
+                    out.append(current)
+                    current = []
+                out.append([p])
+            else:
+                current.append(p)
+        if current:
+            out.append(current)
+        return out
 
-    def _sign_checkpoint(self, size: int, root: bytes) -> str:
-        return sign_checkpoint(Checkpoint(self.origin, size, root), self._signers())
+    def _append_once(self, batch: list[_Pending]) -> list[AppendedEntry]:
+        rotation = batch[0].rotation
+        if rotation is None:
+            signer = self.keys.refresh()
+            for p in batch:  # signed before a rotation this process has just learnt of
+                if p.signer_id != signer.key_id:
+                    p.signature = signer.sign(p.data)
+                    p.signer_id = signer.key_id
+
+            def sign(size: int, root: bytes) -> str:
+                # Under the store's lock: no rotation can slip in before COMMIT.
+                if self.keys.refresh().key_id != signer.key_id:
+                    raise _KeyChanged
+                return sign_checkpoint(Checkpoint(self.origin, size, root), [signer])
+        else:
+            old, new = rotation
+
+            def sign(size: int, root: bytes) -> str:
+                if self.keys.refresh().key_id != old.key_id:
+                    raise AuditError("the signing key was rotated meanwhile by someone else")
+                # The rotation entry is the batch's only one, at index size - 1.
+                self.keys.commit_rotation(old, new, size - 1)
+                return sign_checkpoint(Checkpoint(self.origin, size, root), [new, old])
+
+        appended, _note = self.store.append_batch([(p.data, p.signature) for p in batch], sign)
+        return appended
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            appended, _note = self.store.append_batch(
-                [(p.data, p.signature) for p in batch], self._sign_checkpoint
-            )
-            self._cosigners = []
+            for attempt in range(4):
+                try:
+                    appended = self._append_once(batch)
+                    break
+                except _KeyChanged:
+                    if attempt == 3:
+                        raise AuditError(
+                            "audit append failed: the signing key keeps changing"
+                        ) from None
         except BaseException as exc:  # every waiter learns that nothing was committed
             error = (
                 exc if isinstance(exc, AuditError) else AuditError(f"audit append failed: {exc}")
@@ -158,44 +263,59 @@ class AuditLog:
                     break
                 batch.append(item)
             live = []
-            for p in batch:
-                if not p.done.is_set():  # a waiter that gave up is not written
-                    p.taken = True
-                    live.append(p)
-            if live:
-                self._commit(live)
+            with self._state_lock:
+                for p in batch:
+                    if p.state == _QUEUED:  # a waiter that gave up is not written
+                        p.state = _TAKEN
+                        live.append(p)
+            for segment in self._segments(live):
+                self._commit(segment)
+
+    def _append(self, pending: _Pending) -> AuditReceipt:
+        if self._closed:
+            raise AuditError("the audit log is closed")
+        self._queue.put(pending)
+        if not pending.done.wait(self.timeout):
+            with self._state_lock:
+                abandoned = pending.state == _QUEUED
+                if abandoned:
+                    pending.state = _ABANDONED
+            if abandoned:
+                raise AuditError(
+                    f"audit append not durable within {self.timeout}s", reason="audit_timeout"
+                )
+            # Taken by the writer: its transaction is bounded by the store's own
+            # lock timeout; wait for the outcome that long, not forever.
+            if not pending.done.wait(self.outcome_wait):
+                raise AuditError("audit append outcome unknown", reason="audit_timeout")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.receipt is not None
+        return pending.receipt
 
     def append(self, data: bytes) -> AuditReceipt:
         """Sign and durably append one entry; raise AuditError if that cannot be done."""
         if self._closed:
             raise AuditError("the audit log is closed")
-        signature = self.keys.active_signer().sign(data)
-        pending = _Pending(data, signature)
-        self._queue.put(pending)
-        if not pending.done.wait(self.timeout):
-            if not pending.taken:
-                pending.error = AuditError(
-                    f"audit append not durable within {self.timeout}s", reason="audit_timeout"
-                )
-                pending.done.set()
-            # Taken by the writer: its transaction is bounded by the store's own
-            # lock timeout; wait for the outcome rather than guess it.
-            pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.receipt is not None
-        return pending.receipt
+        signer = self.keys.active_signer()
+        return self._append(_Pending(data, signer.sign(data), signer.key_id))
 
     def append_value(self, value: dict[str, object]) -> AuditReceipt:
         """Append a JSON object (canonicalized) as an entry."""
         return self.append(canonical(value))
 
     def rotate_key(self) -> str:
-        """Rotate the signing key: the next checkpoint is co-signed by the old
-        and the new key, and a rotation entry records both. Returns the new vkey."""
-        old, new = self.keys.rotate(self.store.size())
-        self._cosigners = [old]
-        self.append_value(
+        """Rotate the signing key: a rotation entry records both verifier keys, and
+        its checkpoint is co-signed by the old and the new key. Returns the new vkey.
+
+        The keyring changes inside the rotation entry's transaction (under the
+        store's lock), so every entry before it is signed by the old key and
+        every entry from it on by the new one, in every process.
+        """
+        if self._closed:
+            raise AuditError("the audit log is closed")
+        old, new = self.keys.prepare_rotation()
+        data = canonical(
             {
                 "schema": "gatekeeper.audit/v1",
                 "kind": "key_rotation",
@@ -204,6 +324,7 @@ class AuditLog:
                 "new_vkey": new.vkey,
             }
         )
+        self._append(_Pending(data, new.sign(data), new.key_id, rotation=(old, new)))
         return new.vkey
 
     # -- reading -------------------------------------------------------------

@@ -22,7 +22,8 @@ transaction), used under a ``threading.Lock``. When the connection turns out
 to be lost (PostgreSQL restarted, network cut), the store reconnects once and
 reruns the call, if that is safe: always for reads, and for an append as long
 as its COMMIT was not sent yet (an append lost during COMMIT may or may not
-have committed: it fails, and the next call reconnects).
+have committed: it fails, and the next call reconnects). Every session and
+append runs with ``synchronous_commit = on``, whatever the server's setting.
 
 psycopg 3 (``pip install 'gatekeeper[postgres]'``) is imported only when a
 store is created. Every psycopg error becomes an :class:`AuditError` (``raise
@@ -117,9 +118,7 @@ def _describe(params: Mapping[str, Any]) -> str:
     host = params.get("host") or params.get("hostaddr") or "localhost"
     port = params.get("port")
     dbname = params.get("dbname") or ""
-    return (
-        f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}/{dbname}"
-    )
+    return f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}/{dbname}"
 
 
 class PostgresStore:
@@ -144,8 +143,7 @@ class PostgresStore:
             from psycopg.conninfo import conninfo_to_dict
         except ImportError as exc:
             raise AuditError(
-                "the PostgreSQL audit store needs psycopg 3: "
-                "pip install 'gatekeeper[postgres]'"
+                "the PostgreSQL audit store needs psycopg 3: pip install 'gatekeeper[postgres]'"
             ) from exc
         try:
             params = conninfo_to_dict(dsn)
@@ -158,8 +156,11 @@ class PostgresStore:
             keep = {o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults()}
             detail = re.sub(
                 r'"([^"]*)"',
-                lambda m: m.group(0) if m.group(1) in keep or not re.search(r"\w", m.group(1))
-                else '"***"',
+                lambda m: (
+                    m.group(0)
+                    if m.group(1) in keep or not re.search(r"\w", m.group(1))
+                    else '"***"'
+                ),
                 detail,
             )
             raise AuditError(f"the PostgreSQL audit store's DSN does not parse: {detail}") from None
@@ -212,14 +213,17 @@ class PostgresStore:
             conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
             # Reads wait for locks (a DDL holding a table) no longer than appends do.
             conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{self._lock_ms}ms",))
+            # Durable at COMMIT whatever the server, database or role configure.
+            conn.execute("SELECT set_config('synchronous_commit', 'on', false)")
         except psycopg.Error as exc:
             conn.close()
             raise self._error(f"{what}: cannot set up the connection", exc) from exc
         self._conn = conn
         return conn
 
-    def _call(self, what: str, body: Callable[[Connection], _T], *,
-              retry: Callable[[], bool]) -> _T:
+    def _call(
+        self, what: str, body: Callable[[Connection], _T], *, retry: Callable[[], bool]
+    ) -> _T:
         """Run ``body`` on the connection (``self._lock`` held), translating errors.
 
         When the connection turns out to be lost and ``retry()`` says a rerun
@@ -291,14 +295,16 @@ class PostgresStore:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
                     "SELECT set_config('lock_timeout', %s, true), "
-                    "set_config('statement_timeout', %s, true)",
+                    "set_config('statement_timeout', %s, true), "
+                    "set_config('synchronous_commit', 'on', true)",
                     (f"{self._lock_ms}ms", f"{self._statement_ms}ms"),
                 )
                 # The sequencer: every writer, on every machine, queues here.
                 row = cur.execute(_HEAD_FOR_UPDATE).fetchone()
                 if row is None:
-                    raise AuditError(f"audit store {self.target} has no head row",
-                                     reason="audit_store_corrupt")
+                    raise AuditError(
+                        f"audit store {self.target} has no head row", reason="audit_store_corrupt"
+                    )
                 size = int(row[0])
                 appended, new_hashes, root = build_batch(
                     size, entries, lambda indexes: self._read_hashes_on(cur, indexes)
@@ -312,8 +318,9 @@ class PostgresStore:
                 )
                 new_size = size + len(entries)
                 note = sign_checkpoint(new_size, root)
-                cur.execute("INSERT INTO checkpoints (size, note) VALUES (%s, %s)",
-                            (new_size, note))
+                cur.execute(
+                    "INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (new_size, note)
+                )
                 cur.execute("UPDATE head SET size = %s WHERE id = 1", (new_size,))
                 committing = True  # leaving the block sends COMMIT
             return appended, note
@@ -325,8 +332,9 @@ class PostgresStore:
         def body(conn: Connection) -> int:
             row = conn.execute("SELECT size FROM head WHERE id = 1").fetchone()
             if row is None:
-                raise AuditError(f"audit store {self.target} has no head row",
-                                 reason="audit_store_corrupt")
+                raise AuditError(
+                    f"audit store {self.target} has no head row", reason="audit_store_corrupt"
+                )
             return int(row[0])
 
         with self._lock:
@@ -362,9 +370,7 @@ class PostgresStore:
 
     def latest_checkpoint(self) -> str | None:
         def body(conn: Connection) -> str | None:
-            row = conn.execute(
-                "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
-            ).fetchone()
+            row = conn.execute("SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()
             return None if row is None else str(row[0])
 
         with self._lock:

@@ -141,6 +141,11 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open the audit store {self.path}: {exc}") from exc
 
+    @property
+    def lock_timeout(self) -> float:
+        """How long an append may wait for the write lock (``busy_timeout``)."""
+        return self.busy_timeout
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
             self.path,
@@ -250,14 +255,22 @@ class SqliteStore:
 
     def checkpoints(self) -> list[tuple[int, str]]:
         with self._lock:
-            rows = self._db.execute("SELECT size, note FROM checkpoints ORDER BY id").fetchall()
+            try:
+                rows = self._db.execute(
+                    "SELECT size, note FROM checkpoints ORDER BY id"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise AuditError(f"audit store unreadable: {exc}") from exc
         return [(int(s), str(n)) for s, n in rows]
 
     def latest_checkpoint(self) -> str | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise AuditError(f"audit store unreadable: {exc}") from exc
         return None if row is None else str(row[0])
 
     def close(self) -> None:

@@ -38,7 +38,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gatekeeper.audit import merkle
 from gatekeeper.audit.entry import canonical
 from gatekeeper.audit.keys import KeyStore
-from gatekeeper.audit.note import Checkpoint, Verifier, open_checkpoint, parse_verifier_key
+from gatekeeper.audit.note import (
+    Checkpoint,
+    Verifier,
+    open_checkpoint,
+    open_note,
+    parse_verifier_key,
+)
 from gatekeeper.audit.store import AuditStore, StoredEntry
 from gatekeeper.errors import GatekeeperError
 
@@ -112,23 +118,75 @@ class _Frontier:
         return h
 
 
+#: A key's entry range: first_size <= index < last_size (None: no end); None: any index.
+_Range = tuple[int, int | None] | None
+
+
+def _in_range(index: int, ranges: Sequence[_Range]) -> bool:
+    return any(
+        r is None or (r[0] <= index and (r[1] is None or index < r[1])) for r in ranges
+    )
+
+
 def _check_signatures(
-    args: tuple[list[tuple[int, bytes, bytes]], list[bytes]],
-) -> list[int]:
-    """Indexes whose signature no keyring key accepts (runs in a worker)."""
-    items, public_keys = args
-    keys = [Ed25519PublicKey.from_public_bytes(k) for k in public_keys]
+    args: tuple[list[tuple[int, bytes, bytes]], list[tuple[bytes, list[_Range]]]],
+) -> list[tuple[int, str]]:
+    """(index, problem) for each entry not signed by the key active at its index
+    (runs in a worker)."""
+    items, key_ranges = args
+    keys = [(Ed25519PublicKey.from_public_bytes(k), ranges) for k, ranges in key_ranges]
     bad = []
     for index, data, signature in items:
-        for key in keys:
-            try:
-                key.verify(signature, data)
-                break
-            except InvalidSignature:
-                continue
+        active = [key for key, ranges in keys if _in_range(index, ranges)]
+        others = [key for key, ranges in keys if not _in_range(index, ranges)]
+        if _verifies_with(active, data, signature):
+            continue
+        if _verifies_with(others, data, signature):
+            bad.append((index, "signed by a key not active at this index"))
         else:
-            bad.append(index)
+            bad.append((index, "signature does not verify"))
     return bad
+
+
+def _verifies_with(keys: Sequence[Ed25519PublicKey], data: bytes, signature: bytes) -> bool:
+    for key in keys:
+        try:
+            key.verify(signature, data)
+            return True
+        except InvalidSignature:
+            continue
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _TrustedKey:
+    verifier: Verifier
+    ranges: list[_Range]
+
+
+def _trusted_keys(
+    keys: KeyStore | Sequence[Verifier], vkeys: Sequence[str] | None
+) -> list[_TrustedKey]:
+    """The keys to trust and where: the keyring's ranges for its keys; with
+    pinned ``vkeys``, only those keys (ranges from the keyring if it has them)."""
+    records = keys.records() if isinstance(keys, KeyStore) else []
+    by_vkey: dict[str, list[_Range]] = {}
+    for record in records:
+        by_vkey.setdefault(record.vkey, []).append((record.first_size, record.last_size))
+    if vkeys is not None:
+        chosen = [Verifier(v) for v in vkeys]
+    elif isinstance(keys, KeyStore):
+        chosen = [Verifier(r.vkey) for r in records]
+    else:
+        chosen = list(keys)
+    out: list[_TrustedKey] = []
+    seen: set[str] = set()
+    for verifier in chosen:
+        if verifier.vkey in seen:
+            continue
+        seen.add(verifier.vkey)
+        out.append(_TrustedKey(verifier, by_vkey.get(verifier.vkey) or [None]))
+    return out
 
 
 def _chunks(store: AuditStore, size: int) -> Iterator[list[StoredEntry]]:
@@ -144,23 +202,32 @@ def verify_log(
     workers: int = 1,
     trusted: str | None = None,
     sample_rate: float = 0.01,
+    vkeys: Sequence[str] | None = None,
 ) -> VerifyReport:
     """Verify the whole log; never raises for what it finds (see ``report.problems``).
 
     ``signatures``: "all" (every entry), "sample" (``sample_rate`` of them,
-    at random, plus the last), or "none".
+    at random, plus the last), or "none". ``vkeys``: pinned verifier keys,
+    trusted instead of the keyring (which lives beside the data).
+
+    Each entry must be signed by the key whose keyring range covers its index,
+    each checkpoint by the key active at its size (the previous key may
+    co-sign); the head must be covered by a checkpoint. A log that grows
+    meanwhile is verified as of the moment its size was read.
     """
-    verifiers = keys.verifiers() if isinstance(keys, KeyStore) else list(keys)
+    trusted_keys = _trusted_keys(keys, vkeys)
+    verifiers = [t.verifier for t in trusted_keys]
     origin = keys.origin if isinstance(keys, KeyStore) else None
-    public_keys = [parse_verifier_key(v.vkey)[2] for v in verifiers]
+    key_ranges = [(parse_verifier_key(t.verifier.vkey)[2], t.ranges) for t in trusted_keys]
     report = VerifyReport(signature_mode=signatures)
     problems = report.problems
+    # Checkpoints first, then the size: a commit in between only adds entries
+    # (its checkpoint is looked for afterwards), never a checkpoint past the size.
+    checkpoints = store.checkpoints()
     size = store.size()
     report.size = size
-
-    checkpoints = store.checkpoints()
     report.checkpoints = len(checkpoints)
-    wanted_roots = {s for s, _ in checkpoints}
+    wanted_roots = {s for s, _ in checkpoints} | {size}
     trusted_cp: Checkpoint | None = None
     if trusted is not None:
         try:
@@ -178,6 +245,7 @@ def verify_log(
     futures = []
     rng = random.Random(size)  # noqa: S311 - sampling, not security
     expected = 0
+    decision_ids: dict[str, int] = {}
     try:
         for chunk in _chunks(store, size):
             to_check: list[tuple[int, bytes, bytes]] = []
@@ -196,9 +264,21 @@ def verify_log(
                     bad_entries.add(entry.index)
                     continue
                 try:
-                    if canonical(json.loads(entry.data)) != entry.data:
+                    value = json.loads(entry.data)
+                    if canonical(value) != entry.data:
                         problems.append(Problem(entry.index, "not canonical JSON (RFC 8785)"))
                         bad_entries.add(entry.index)
+                    did = value.get("decision_id") if isinstance(value, dict) else None
+                    if isinstance(did, str):
+                        earlier = decision_ids.setdefault(did, entry.index)
+                        if earlier != entry.index:
+                            problems.append(
+                                Problem(
+                                    entry.index,
+                                    f"duplicate decision_id {did!r} (also at entry {earlier})",
+                                )
+                            )
+                            bad_entries.add(entry.index)
                 except (ValueError, GatekeeperError):
                     problems.append(Problem(entry.index, "not JSON"))
                     bad_entries.add(entry.index)
@@ -225,14 +305,14 @@ def verify_log(
             if to_check:
                 report.signatures_checked += len(to_check)
                 if pool is not None:
-                    futures.append(pool.submit(_check_signatures, (to_check, public_keys)))
+                    futures.append(pool.submit(_check_signatures, (to_check, key_ranges)))
                 else:
-                    for index in _check_signatures((to_check, public_keys)):
-                        problems.append(Problem(index, "signature does not verify"))
+                    for index, message in _check_signatures((to_check, key_ranges)):
+                        problems.append(Problem(index, message))
                         bad_entries.add(index)
         for future in futures:
-            for index in future.result():
-                problems.append(Problem(index, "signature does not verify"))
+            for index, message in future.result():
+                problems.append(Problem(index, message))
                 bad_entries.add(index)
     finally:
         if pool is not None:
@@ -243,7 +323,8 @@ def verify_log(
         expected += 1
     report.root = frontier.root()
     report.valid_entries = size - len({i for i in bad_entries if i < size})
-    _check_checkpoints(store, checkpoints, verifiers, origin, roots, size, problems)
+    _check_checkpoints(store, checkpoints, trusted_keys, origin, roots, size, problems)
+    _check_head_covered(store, checkpoints, trusted_keys, roots, size, problems)
     if trusted_cp is not None:
         got = roots.get(trusted_cp.size)
         if trusted_cp.size > size:
@@ -299,10 +380,84 @@ def _compare_hashes(
         position += count
 
 
+def _cp_active(size: int, r: _Range) -> bool:
+    """Whether a key with entry range ``r`` is the one to sign a checkpoint of ``size``
+    (the key of its last entry, ``size - 1``)."""
+    if r is None:
+        return True
+    first, last = r
+    if size == 0:
+        return first == 0
+    return first < size and (last is None or size <= last)
+
+
+def _open_with_ranges(
+    note: str, trusted_keys: Sequence[_TrustedKey], label: str
+) -> tuple[Checkpoint, list[str]]:
+    """Open a checkpoint note; also the problems with which keys signed it."""
+    opened = open_note(note, [t.verifier for t in trusted_keys])
+    cp = Checkpoint.parse(opened.text)
+    if not any(sig.name == cp.origin for sig in opened.sigs):
+        raise GatekeeperError(
+            f"checkpoint of {cp.origin!r} has no verified signature by a key of that name"
+        )
+    by_id = {(t.verifier.name, t.verifier.key_id): t for t in trusted_keys}
+    signers = [by_id[(sig.name, sig.key_id)] for sig in opened.sigs]
+    active = [t for t in signers if any(_cp_active(cp.size, r) for r in t.ranges)]
+    if not active:
+        return cp, [f"{label}: signed only by keys not active at size {cp.size}"]
+    # The key before an active one may co-sign (the first checkpoint after a rotation).
+    starts = {r[0] for t in active for r in t.ranges if r is not None}
+    found = []
+    for t in signers:
+        if t in active:
+            continue
+        if not any(r is not None and r[1] in starts for r in t.ranges):
+            found.append(f"{label}: signed by key {t.verifier.name}+"
+                         f"{t.verifier.key_id.hex()}, not active at size {cp.size}")
+    return cp, found
+
+
+def _check_head_covered(
+    store: AuditStore,
+    checkpoints: list[tuple[int, str]],
+    trusted_keys: Sequence[_TrustedKey],
+    roots: dict[int, bytes],
+    size: int,
+    problems: list[Problem],
+) -> None:
+    """The entries up to the head must be covered by a signed checkpoint."""
+    latest = checkpoints[-1][0] if checkpoints else 0
+    if latest >= size:  # equal: fine; larger: flagged by _check_checkpoints
+        return
+    # A commit between reading the checkpoints and the size wrote its
+    # checkpoint (of exactly that size) in the same transaction: look for it.
+    try:
+        later = store.checkpoints()[len(checkpoints):]
+    except GatekeeperError:
+        later = []
+    for stored_size, note in later:
+        if stored_size != size:
+            continue
+        try:
+            cp, issues = _open_with_ranges(note, trusted_keys, "")
+        except GatekeeperError:
+            continue
+        if not issues and cp.size == size and roots.get(size) == cp.root:
+            return
+    problems.append(
+        Problem(
+            None,
+            f"{size - latest} entries after the latest checkpoint (size {latest}) are not "
+            "covered by a signed checkpoint",
+        )
+    )
+
+
 def _check_checkpoints(
     store: AuditStore,
     checkpoints: list[tuple[int, str]],
-    verifiers: Sequence[Verifier],
+    trusted_keys: Sequence[_TrustedKey],
     origin: str | None,
     roots: dict[int, bytes],
     size: int,
@@ -312,10 +467,11 @@ def _check_checkpoints(
     for number, (stored_size, note) in enumerate(checkpoints):
         label = f"checkpoint #{number} (size {stored_size})"
         try:
-            cp = open_checkpoint(note, verifiers)
+            cp, key_problems = _open_with_ranges(note, trusted_keys, label)
         except GatekeeperError as exc:
             problems.append(Problem(None, f"{label}: signature or format invalid: {exc}"))
             continue
+        problems.extend(Problem(None, message) for message in key_problems)
         if origin is not None and cp.origin != origin:
             problems.append(Problem(None, f"{label}: origin {cp.origin!r} is not this log's"))
         if cp.size != stored_size or cp.size > size:

@@ -1,0 +1,447 @@
+"""Regression tests for the audit-log hardening (review items 8-12 and the smaller ones)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gatekeeper.audit.entry import AuditError
+from gatekeeper.audit.keys import KeyStore
+from gatekeeper.audit.log import AuditLog, default_origin
+from gatekeeper.audit.note import Checkpoint, Signer, Verifier, sign_checkpoint
+from gatekeeper.audit.store import AppendedEntry, SqliteStore, StoredEntry
+from gatekeeper.audit.verify import verify_log
+
+ORIGIN = "test.example/log"
+
+
+def entry(i: int, **extra: Any) -> bytes:
+    value = {"i": i, "kind": "test", **extra}
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def tamper(db: Path, sql: str, *params: Any) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def problems_of(log: AuditLog, **kwargs: Any) -> list[str]:
+    return [str(p) for p in verify_log(log.store, log.keys, **kwargs).problems]
+
+
+class WrappedStore:
+    """Delegates to a real store; hooks let a test interleave with the writer."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lock_timeout = 0.1
+        self.before_append: Callable[[], None] | None = None
+        self.after_size: Callable[[], None] | None = None
+
+    def append_batch(
+        self, entries: Sequence[tuple[bytes, bytes]], sign_checkpoint: Callable[[int, bytes], str]
+    ) -> tuple[list[AppendedEntry], str]:
+        hook, self.before_append = self.before_append, None
+        if hook is not None:
+            hook()
+        result: tuple[list[AppendedEntry], str] = self.inner.append_batch(
+            entries, sign_checkpoint
+        )
+        return result
+
+    def size(self) -> int:
+        n: int = self.inner.size()
+        hook, self.after_size = self.after_size, None
+        if hook is not None:
+            hook()
+        return n
+
+    def read_entries(self, start: int, end: int) -> list[StoredEntry]:
+        result: list[StoredEntry] = self.inner.read_entries(start, end)
+        return result
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        result: list[bytes] = self.inner.read_hashes(indexes)
+        return result
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        result: list[tuple[int, str]] = self.inner.checkpoints()
+        return result
+
+    def latest_checkpoint(self) -> str | None:
+        result: str | None = self.inner.latest_checkpoint()
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# --- 8: the taken/abandoned race and the bounded wait --------------------------
+
+
+def test_timed_out_appends_are_never_committed(tmp_path: Path) -> None:
+    log = AuditLog.open_sqlite(tmp_path, origin=ORIGIN, timeout=0)
+    timed_out: list[bytes] = []
+    failures: list[BaseException] = []
+    guard = threading.Lock()
+
+    def worker(t: int) -> None:
+        for i in range(60):
+            data = entry(i, t=t)
+            try:
+                log.append(data)
+            except AuditError as exc:
+                if exc.reason != "audit_timeout" or "outcome unknown" in str(exc):
+                    with guard:
+                        failures.append(exc)
+                    continue
+                with guard:
+                    timed_out.append(data)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(12)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: widen the race window
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+    log.close()
+    assert not failures, failures
+    assert timed_out  # with timeout=0 many callers give up
+    check = SqliteStore(tmp_path / "audit.sqlite")
+    stored = {e.data for e in check.read_entries(0, check.size())}
+    check.close()
+    committed = [d for d in timed_out if d in stored]
+    assert committed == [], f"{len(committed)} timed-out appends were committed"
+
+
+def test_taken_append_waits_a_bounded_time(tmp_path: Path) -> None:
+    store = WrappedStore(SqliteStore(tmp_path / "audit.sqlite"))
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck() -> None:
+        entered.set()
+        release.wait(60)
+
+    store.before_append = stuck
+    log = AuditLog(store, KeyStore(tmp_path, origin=ORIGIN), timeout=0.5)  # type: ignore[arg-type]
+    outcome: list[BaseException | object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(log.append(entry(0)))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(15)
+    elapsed = time.monotonic() - started
+    release.set()
+    try:
+        assert entered.is_set()
+        assert not caller.is_alive(), "append waited without bound for a taken entry"
+        assert len(outcome) == 1 and isinstance(outcome[0], AuditError), outcome
+        assert outcome[0].reason == "audit_timeout"
+        assert "outcome unknown" in str(outcome[0])
+        assert elapsed < 0.5 + 3 * 0.1 + 5 + 2
+    finally:
+        log.close()
+
+
+# --- 9: key rotation ------------------------------------------------------------
+
+
+def _signature_count(note: str) -> int:
+    return note.count("\u2014 ")
+
+
+def test_rotation_checkpoint_is_cosigned_despite_a_concurrent_batch(tmp_path: Path) -> None:
+    store = WrappedStore(SqliteStore(tmp_path / "audit.sqlite"))
+    release = threading.Event()
+    store.before_append = lambda: release.wait(10) and None
+    log = AuditLog(store, KeyStore(tmp_path, origin=ORIGIN))  # type: ignore[arg-type]
+    try:
+        first = threading.Thread(target=log.append, args=(entry(0),))
+        first.start()
+        time.sleep(0.2)  # the writer now holds entry 0 in append_batch
+        rotated: list[str] = []
+        rotator = threading.Thread(target=lambda: rotated.append(log.rotate_key()))
+        rotator.start()
+        time.sleep(0.3)  # the rotation entry is queued behind entry 0's batch
+        release.set()
+        first.join(10)
+        rotator.join(10)
+        assert rotated
+        entries = store.read_entries(0, store.size())
+        rotation_index = next(
+            e.index for e in entries if json.loads(e.data).get("kind") == "key_rotation"
+        )
+        covering = next(n for s, n in store.checkpoints() if s > rotation_index)
+        assert _signature_count(covering) == 2, covering
+        report = verify_log(store, log.keys)  # type: ignore[arg-type]
+        assert report.ok, report.problems
+    finally:
+        release.set()
+        log.close()
+
+
+def test_other_instances_pick_up_a_rotated_key(tmp_path: Path) -> None:
+    a = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    b = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    try:
+        a.append(entry(0))
+        b.append(entry(1))
+        stop = threading.Event()
+
+        def keep_appending(t: int) -> None:
+            i = 0
+            while not stop.is_set():
+                b.append(entry(i, t=t))
+                i += 1
+
+        threads = [threading.Thread(target=keep_appending, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        time.sleep(0.1)
+        a.rotate_key()
+        time.sleep(0.1)
+        new_vkey = a.rotate_key()
+        time.sleep(0.1)
+        stop.set()
+        for th in threads:
+            th.join()
+        receipt = b.append(entry(10_000))
+        (stored,) = b.store.read_entries(receipt.index, receipt.index + 1)
+        assert Verifier(new_vkey).verify(stored.data, stored.signature)
+        assert b.keys.vkey() == new_vkey
+        report = verify_log(a.store, a.keys)
+        assert report.ok, report.problems[:5]
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture
+def rotated(tmp_path: Path) -> tuple[Path, AuditLog, Signer]:
+    log = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    for i in range(5):
+        log.append(entry(i))
+    old_id = log.keys.records()[0].key_id
+    log.rotate_key()
+    for i in range(5, 10):
+        log.append(entry(i))
+    old = Signer(ORIGIN, log.keys._load_private(tmp_path / "keys" / f"{old_id}.pem"))
+    assert problems_of(log) == []
+    return tmp_path / "audit.sqlite", log, old
+
+
+def test_entry_signed_by_a_retired_key_is_flagged(rotated: tuple[Path, AuditLog, Signer]) -> None:
+    db, log, old = rotated
+    (data,) = sqlite3.connect(db).execute("SELECT data FROM entries WHERE idx = 8").fetchone()
+    tamper(db, "UPDATE entries SET signature = ? WHERE idx = 8", old.sign(bytes(data)))
+    found = problems_of(log)
+    assert any(p.startswith("entry 8:") and "not active" in p for p in found), found
+    log.close()
+
+
+def test_checkpoint_signed_only_by_a_retired_key_is_flagged(
+    rotated: tuple[Path, AuditLog, Signer],
+) -> None:
+    db, log, old = rotated
+    size = log.size()
+    forged = sign_checkpoint(Checkpoint(ORIGIN, size, log.root()), [old])
+    tamper(db, "UPDATE checkpoints SET note = ? WHERE id = (SELECT MAX(id) FROM checkpoints)",
+           forged)
+    found = problems_of(log)
+    assert any("checkpoint" in p and "not active" in p for p in found), found
+    log.close()
+
+
+# --- 10: what verify missed ------------------------------------------------------
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> tuple[Path, AuditLog]:
+    log = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    for i in range(20):
+        log.append(entry(i))
+    return tmp_path / "audit.sqlite", log
+
+
+def test_entries_past_the_latest_checkpoint_are_flagged(filled: tuple[Path, AuditLog]) -> None:
+    db, log = filled
+    tamper(db, "DELETE FROM checkpoints WHERE id = (SELECT MAX(id) FROM checkpoints)")
+    found = problems_of(log)
+    assert any("1 entries after the latest checkpoint" in p for p in found), found
+    log.close()
+
+
+def test_duplicate_decision_ids_are_flagged(tmp_path: Path) -> None:
+    with AuditLog.open_sqlite(tmp_path, origin=ORIGIN) as log:
+        log.append_value({"kind": "decision", "decision_id": "d-1"})
+        log.append_value({"kind": "decision", "decision_id": "d-2"})
+        log.append_value({"kind": "decision", "decision_id": "d-1"})
+        found = problems_of(log)
+    assert any(p.startswith("entry 2:") and "decision_id" in p for p in found), found
+
+
+def test_pinned_verifier_keys_ignore_the_keyring(filled: tuple[Path, AuditLog]) -> None:
+    db, log = filled
+    real = log.keys.vkey()
+    intruder = Signer(ORIGIN, Ed25519PrivateKey.generate())
+    (data,) = sqlite3.connect(db).execute("SELECT data FROM entries WHERE idx = 3").fetchone()
+    tamper(db, "UPDATE entries SET signature = ? WHERE idx = 3", intruder.sign(bytes(data)))
+    ring = log.keys.dir / "keyring.json"
+    raw = json.loads(ring.read_text())
+    raw["keys"].append(
+        {"key_id": intruder.key_id.hex(), "vkey": intruder.vkey, "created": "2024-01-01T00:00:00Z",
+         "first_size": 0, "last_size": None}
+    )
+    ring.write_text(json.dumps(raw))
+    assert problems_of(log) == []  # the keyring next to the data vouches for the intruder
+    found = problems_of(log, vkeys=[real])
+    assert any(p.startswith("entry 3:") and "signature" in p for p in found), found
+    assert problems_of(log, vkeys=[intruder.vkey])  # nothing else is signed by it
+    log.close()
+
+
+# --- 11: verifying a live log -------------------------------------------------------
+
+
+def test_verify_a_log_that_grows_meanwhile(tmp_path: Path) -> None:
+    with AuditLog.open_sqlite(tmp_path, origin=ORIGIN) as log:
+        for i in range(5):
+            log.append(entry(i))
+        other = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+        try:
+            view = WrappedStore(log.store)
+            view.after_size = lambda: other.append(entry(100)) and None
+            report = verify_log(view, log.keys)  # type: ignore[arg-type]
+            assert report.ok, report.problems
+            # and the other way round: a commit right before the size is read
+            report = verify_log(log.store, log.keys)
+            assert report.ok, report.problems
+        finally:
+            other.close()
+
+
+def test_verify_while_writers_append(tmp_path: Path) -> None:
+    with AuditLog.open_sqlite(tmp_path, origin=ORIGIN) as log:
+        stop = threading.Event()
+
+        def writer(t: int) -> None:
+            i = 0
+            while not stop.is_set():
+                log.append(entry(i, t=t))
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        try:
+            time.sleep(0.05)
+            for _ in range(15):
+                report = verify_log(log.store, log.keys)
+                assert report.ok, report.problems[:5]
+        finally:
+            stop.set()
+            for th in threads:
+                th.join()
+
+
+# --- 12: the origin file --------------------------------------------------------------
+
+
+def test_default_origin_is_created_once_under_a_race(tmp_path: Path) -> None:
+    for round_ in range(20):
+        base = tmp_path / f"d{round_}"
+        barrier = threading.Barrier(8)
+        got: list[str] = []
+
+        def one(base: Path = base, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            got.append(default_origin(base))
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert len(got) == 8 and all(got), got
+        assert len(set(got)) == 1, got
+        assert (base / "origin").read_text().strip() == got[0]
+
+
+def test_default_origin_across_processes(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import REPO_ROOT
+
+    code = (
+        "import sys, time; from pathlib import Path\n"
+        "from gatekeeper.audit.log import default_origin\n"
+        "t = float(sys.argv[2])\n"
+        "while time.time() < t: pass\n"
+        "print(default_origin(Path(sys.argv[1])))\n"
+    )
+    for round_ in range(3):
+        base = tmp_path / f"p{round_}"
+        start = time.time() + 1.5
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(base), str(start)],
+                stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+            )
+            for _ in range(8)
+        ]
+        outs = [p.communicate(timeout=30)[0].strip() for p in procs]
+        assert all(outs) and len(set(outs)) == 1, outs
+
+
+# --- smaller ones -------------------------------------------------------------------------
+
+
+def test_sqlite_checkpoint_reads_raise_audit_errors(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "audit.sqlite")
+    tamper(tmp_path / "audit.sqlite", "DROP TABLE checkpoints")
+    with pytest.raises(AuditError):
+        store.checkpoints()
+    with pytest.raises(AuditError):
+        store.latest_checkpoint()
+    store.close()
+
+
+def test_postgres_store_forces_synchronous_commit(pg_dsn: str) -> None:
+    import psycopg
+
+    from gatekeeper.audit.postgres import PostgresStore
+
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        (name,) = admin.execute("SELECT current_database()").fetchone() or ("",)
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    store = PostgresStore(pg_dsn)
+    try:
+        store.size()
+        with store._lock:
+            assert store._conn is not None
+            row = store._conn.execute("SHOW synchronous_commit").fetchone()
+        assert row is not None and row[0] == "on"
+    finally:
+        store.close()
