@@ -104,7 +104,12 @@ def open_with(settings: Settings) -> Gatekeeper:
         chosen = OpaServerEngine(pack, url=settings.opa_url, timeout=settings.opa_timeout)
     else:
         chosen = EmbeddedEngine(pack)
-    return Gatekeeper(engine=chosen, audit=open_audit_log(settings), timezone=settings.timezone)
+    return Gatekeeper(
+        engine=chosen,
+        audit=open_audit_log(settings),
+        timezone=settings.timezone,
+        max_as_of_skew=settings.max_as_of_skew,
+    )
 
 
 def open_audit_log(settings: Settings) -> AuditLog:

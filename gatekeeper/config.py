@@ -51,6 +51,8 @@ class Settings:
     #: None: SQLite in the data directory; or a postgresql:// URL.
     audit_url: str | None = None
     audit_timeout: float = 2.0
+    #: Refuse live requests whose as_of is further than this from now (seconds).
+    max_as_of_skew: float | None = None
     #: The log's origin (C2SP); default: generated once per data directory.
     origin: str | None = None
     #: A configured signing key (PEM); default: generated in <data_dir>/keys.
@@ -99,7 +101,7 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     for key in ("data_dir", "policy_dir", "key_path"):
         if key in values:
             values[key] = Path(values[key])
-    for key in ("opa_timeout", "audit_timeout"):
+    for key in ("opa_timeout", "audit_timeout", "max_as_of_skew"):
         if key in values:
             try:
                 values[key] = float(values[key])

@@ -23,6 +23,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -111,6 +112,7 @@ class Gatekeeper:
         audit: AuditLog | None = None,
         timezone: str = DEFAULT_TIMEZONE,
         allow_unaudited: bool = False,
+        max_as_of_skew: float | None = None,
     ) -> None:
         try:
             self._zone = ZoneInfo(timezone)
@@ -121,6 +123,10 @@ class Gatekeeper:
         #: Without an audit log, decisions are made but a permit becomes a
         #: deny (``audit_unavailable``) unless this is set (tests, benchmarks).
         self.allow_unaudited = allow_unaudited
+        #: When set, a live request whose ``as_of`` is further than this many
+        #: seconds from now is invalid: a backdated request cannot revive a
+        #: revoked consent or an expired warrant. (Replays do not use decide.)
+        self.max_as_of_skew = max_as_of_skew
         self.timezone = timezone
 
     @property
@@ -133,12 +139,20 @@ class Gatekeeper:
             # A typed request is checked like any other: the dataclasses do
             # not validate themselves, and a wrong type must not reach Rego.
             try:
-                return parse_request(request.to_dict())
+                parsed = parse_request(request.to_dict())
             except RequestError:
                 raise
             except Exception as exc:
                 raise RequestError("", f"malformed AccessRequest object: {exc}") from exc
-        return parse_request(request)
+        else:
+            parsed = parse_request(request)
+        if self.max_as_of_skew is not None:
+            skew = abs((parsed.as_of - datetime.now(UTC)).total_seconds())
+            if skew > self.max_as_of_skew:
+                raise RequestError(
+                    "as_of", f"more than {self.max_as_of_skew:g} s from the current time"
+                )
+        return parsed
 
     def _fail_closed(self, request_id: str | None, reason: str) -> Decision:
         return Decision.fail_closed(

@@ -111,3 +111,15 @@ def test_typed_requests_are_validated_again(tmp_path: Path) -> None:
     )
     decision = gk.decide(broken)
     assert decision.decision == "deny" and decision.reason == "invalid_request"
+
+
+def test_backdated_requests_can_be_refused(tmp_path: Path) -> None:
+    """Opt-in (max_as_of_skew): a backdated as_of cannot revive an expired warrant."""
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text("max_as_of_skew = 300\n")
+    gk = gatekeeper.open(data_dir=tmp_path / "d", config=config)
+    warrant = next(c["request"] for c in CASES if c["id"] == "A10")  # as_of 2026-04-02
+    decision = gk.decide(warrant)
+    assert decision.decision == "deny" and decision.reason == "invalid_request"
+    fresh = {k: v for k, v in warrant.items() if k != "as_of"}  # as_of = now
+    assert gk.decide(fresh).reason is None
