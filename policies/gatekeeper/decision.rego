@@ -32,9 +32,15 @@ decision := {
 
 # --- the deciding level ---------------------------------------------------
 
-deciding_level := min({cat.rules[h].level | some h in hits})
+# Each hit's catalog entry and rank, looked up once: in rego-cpp a lookup
+# in the whole rule catalog costs about ten times one in this small object.
+hit_info := {h: cat.rules[h] | some h in hits}
 
-raw_level_hits := {h | some h in hits; cat.rules[h].level == deciding_level}
+hit_rank := {h: cat.rule_rank[h] | some h in hits}
+
+deciding_level := min({info.level | some info in hit_info})
+
+raw_level_hits := {h | some h in hits; hit_info[h].level == deciding_level}
 
 replaced_rules := {r |
 	some h in raw_level_hits
@@ -45,13 +51,13 @@ level_hits := raw_level_hits - replaced_rules
 
 base_effect := "deny" if {
 	some h in level_hits
-	cat.rules[h].effect == "deny"
+	hit_info[h].effect == "deny"
 } else := "escalate" if {
 	some h in level_hits
-	cat.rules[h].effect == "escalate"
+	hit_info[h].effect == "escalate"
 } else := "permit"
 
-winners := {h | some h in level_hits; cat.rules[h].effect == base_effect}
+winners := {h | some h in level_hits; hit_info[h].effect == base_effect}
 
 # Listing order: data.catalog.rule_rank; IMM-01 goes before IMM-08 when the
 # question is whether the student is enrolled at all.
@@ -61,7 +67,7 @@ else := {}
 
 # rank -> rule (ranks are zero-padded strings, unique per rule; number keys
 # sort differently in rego-cpp).
-winner_rank_rule := {object.get(rank_overrides, h, cat.rule_rank[h]): h | some h in winners}
+winner_rank_rule := {object.get(rank_overrides, h, hit_rank[h]): h | some h in winners}
 
 ranked_winner_rules := [winner_rank_rule[rank] |
 	rank := sort(object.keys(winner_rank_rule))[_]
@@ -76,7 +82,7 @@ winner_rules := [r |
 
 # When a field-level ban decides, the immigration rules that would also deny
 # are listed after it.
-level3_denials := {cat.rule_rank[h]: h | some h in hits; cat.rules[h].level == 3; cat.rules[h].effect == "deny"}
+level3_denials := {hit_rank[h]: h | some h in hits; hit_info[h].level == 3; hit_info[h].effect == "deny"}
 
 also_denied := [level3_denials[rank] |
 	deciding_level == 1
@@ -117,7 +123,7 @@ else := base_rules
 
 # --- obligations ------------------------------------------------------------
 
-winner_obligations := {o | some h in winners; some o in cat.rules[h].obligations} | {o |
+winner_obligations := {o | some h in winners; some o in hit_info[h].obligations} | {o |
 	some h in winners
 	some o in extra_obligations[h]
 }
