@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 import gatekeeper  # noqa: E402
 from gatekeeper import Gatekeeper  # noqa: E402
 from gatekeeper.audit.log import AuditLog  # noqa: E402
+from gatekeeper.audit.note import Checkpoint, sign_checkpoint  # noqa: E402
 from gatekeeper.audit.verify import verify_log  # noqa: E402
 from gatekeeper.request import parse_request  # noqa: E402
 
@@ -101,7 +102,10 @@ def bench_verify(entries: int) -> None:
         # Fill fast through the store (one transaction per 20,000 entries).
         for start in range(0, entries, batch):
             n = min(batch, entries - start)
-            log.store.append_batch([(ENTRY, signature)] * n, log._sign_checkpoint)
+            log.store.append_batch(
+                [(ENTRY, signature)] * n,
+                lambda size, root: sign_checkpoint(Checkpoint(log.origin, size, root), [signer]),
+            )
         fill = time.perf_counter() - started
         print(f"verify: filled {entries:,} entries in {fill:.1f} s")
         for mode, workers in (("sample", 1), ("all", 2)):
