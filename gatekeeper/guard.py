@@ -15,21 +15,27 @@
 does not validate, an engine that is down, slow or returns something
 malformed all give a ``deny`` whose ``reason`` names the failure.
 ``enforce`` is the raising twin: it returns only a permit.
+
+A permit with blocking obligations pending (NOTIFY_PARENT_PRE, VERIFY_…) is
+held: ``access``/``guard`` raise :class:`ReleaseHeld`. Once every blocking
+obligation is acknowledged (``gk.obligations.ack``), ``gk.release(decision_id)``
+re-reads the decision's signed entry and its outbox rows and returns a
+:class:`Grant`; a deny or an escalate is never released.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gatekeeper._logging import get_logger
-from gatekeeper.decision import Decision
+from gatekeeper.decision import BLOCKING_OBLIGATIONS, Decision
 from gatekeeper.engines.base import PolicyEngine
 from gatekeeper.errors import GatekeeperError, RequestError
 from gatekeeper.redact import Redactor
@@ -37,6 +43,8 @@ from gatekeeper.request import DEFAULT_TIMEZONE, AccessRequest, parse_request
 
 if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
+    from gatekeeper.audit.outbox import NewObligation
+    from gatekeeper.obligations import Obligations
 
 __all__ = ["AccessDenied", "Gatekeeper", "Grant", "ReleaseHeld", "RequestInput"]
 
@@ -44,6 +52,9 @@ _T = TypeVar("_T")
 
 #: Blocking obligations the guard itself meets (by redacting).
 _MET_BY_REDACTION = frozenset({"REDACT_OUT_OF_SCOPE"})
+
+#: How long after its decision a held permit can still be released (30 days).
+DEFAULT_RELEASE_MAX_AGE = 30 * 24 * 3600.0
 
 RequestInput = AccessRequest | Mapping[str, Any] | str | bytes
 
@@ -63,9 +74,20 @@ class AccessDenied(GatekeeperError):
 
 class ReleaseHeld(AccessDenied):
     """A permit whose blocking obligations (NOTIFY_PARENT_PRE, VERIFY_…) are
-    not met yet: nothing may be released until they are acknowledged."""
+    not met yet: nothing may be released until they are acknowledged.
+
+    ``pending`` names them; once they are acknowledged,
+    ``gk.release(exc.decision.decision_id)`` returns the Grant.
+    """
 
     reason = "release_held"
+
+    def __init__(self, decision: Decision, *, pending: Sequence[str] | None = None) -> None:
+        super().__init__(decision)
+        self.pending: tuple[str, ...] = (
+            tuple(pending) if pending is not None else decision.blocking_obligations
+        )
+        self.args = (f"{self.args[0]}; held for {', '.join(self.pending) or 'review'}",)
 
 
 class Grant:
@@ -113,6 +135,8 @@ class Gatekeeper:
         timezone: str = DEFAULT_TIMEZONE,
         allow_unaudited: bool = False,
         max_as_of_skew: float | None = None,
+        blocking_obligations: Iterable[str] | None = None,
+        release_max_age: float | None = DEFAULT_RELEASE_MAX_AGE,
     ) -> None:
         try:
             self._zone = ZoneInfo(timezone)
@@ -128,6 +152,19 @@ class Gatekeeper:
         #: revoked consent or an expired warrant. (Replays do not use decide.)
         self.max_as_of_skew = max_as_of_skew
         self.timezone = timezone
+        if blocking_obligations is None:
+            pack = getattr(engine, "pack", None)
+            from gatekeeper.obligations._payload import blocking_codes
+
+            blocking_obligations = (
+                blocking_codes(pack.data) if pack is not None else BLOCKING_OBLIGATIONS
+            )
+        #: Obligation codes (⛔) that hold a release until acknowledged: the
+        #: pack's ``catalog.blocking_obligations``, else those of RULES.md.
+        self.blocking_obligations = frozenset(blocking_obligations)
+        #: A held permit can be released this many seconds after its decision (None: always).
+        self.release_max_age = release_max_age
+        self._obligations: Obligations | None = None
 
     @property
     def policy_revision(self) -> str:
@@ -217,7 +254,11 @@ class Gatekeeper:
                 request_id=parsed.request_id,
             )
             decision = self._fail_closed(parsed.request_id, "internal_error")
-        final = self._audited(decision, lambda: decision_entry(decision, parsed, policy_input))
+        final = self._audited(
+            decision,
+            lambda: decision_entry(decision, parsed, policy_input),
+            obligations=lambda: self._outbox_rows(decision, parsed),
+        )
         _log.debug(
             "decided",
             decision=str(final.decision),
@@ -228,8 +269,28 @@ class Gatekeeper:
         )
         return final
 
-    def _audited(self, decision: Decision, entry: Any, *, keep_reason: bool = False) -> Decision:
-        """Write the decision's entry; on failure, a deny that discloses nothing."""
+    def _outbox_rows(self, decision: Decision, parsed: AccessRequest) -> list[NewObligation]:
+        from gatekeeper.audit.entry import AuditError
+        from gatekeeper.obligations._payload import outbox_rows
+
+        try:
+            return outbox_rows(decision, parsed, self.blocking_obligations)
+        except Exception as exc:  # no outbox rows, no entry: a deny
+            raise AuditError(
+                f"cannot build the obligations outbox rows: {exc!r}",
+                reason="obligation_outbox_invalid",
+            ) from exc
+
+    def _audited(
+        self,
+        decision: Decision,
+        entry: Any,
+        *,
+        keep_reason: bool = False,
+        obligations: Callable[[], Sequence[NewObligation]] | None = None,
+    ) -> Decision:
+        """Write the decision's entry (and its obligations, in the same transaction);
+        on failure, a deny that discloses nothing."""
         if self.audit is None:
             if decision.permitted and not self.allow_unaudited:
                 return dataclasses.replace(
@@ -239,7 +300,8 @@ class Gatekeeper:
                 )
             return decision
         try:
-            receipt = self.audit.append(entry())
+            rows = obligations() if obligations is not None and decision.obligations else ()
+            receipt = self.audit.append(entry(), obligations=rows)
         except GatekeeperError as exc:
             _log.error(
                 "audit_failed", reason=exc.reason, error=str(exc), decision_id=decision.decision_id
@@ -274,15 +336,65 @@ class Gatekeeper:
         """
         parsed = self.parse(request) if not isinstance(request, AccessRequest) else request
         decision = self.enforce(parsed)
-        pending = [o for o in decision.blocking_obligations if o not in _MET_BY_REDACTION]
+        blocking = [o for o in decision.obligations if o in self.blocking_obligations]
+        pending = [o for o in blocking if o not in _MET_BY_REDACTION]
         if parsed.bulk is not None and "REDACT_OUT_OF_SCOPE" in decision.obligations:
             # Field redaction cannot tell which students a bulk basis covers
             # (per-student opt-outs, homeless flags): the caller's SIS must
             # scope the rows, so the guard does not release bulk results.
             pending.append("REDACT_OUT_OF_SCOPE")
         if pending:
-            raise ReleaseHeld(decision)
+            raise ReleaseHeld(decision, pending=pending)
         yield Grant(decision, redactor or Redactor())
+
+    @property
+    def obligations(self) -> Obligations:
+        """The outbox of this Gatekeeper's audit log: ``list``, ``get``, ``ack``."""
+        if self._obligations is None:
+            if self.audit is None:
+                raise GatekeeperError(
+                    "no audit log: there is no obligations outbox", reason="audit_unavailable"
+                )
+            from gatekeeper.obligations import Obligations
+
+            self._obligations = Obligations(self.audit, blocking=self.blocking_obligations)
+        return self._obligations
+
+    def release(self, decision_id: str, *, redactor: Redactor | None = None) -> Grant:
+        """The Grant of a held permit whose blocking obligations are all acknowledged.
+
+            try:
+                with gk.access(request) as grant: ...
+            except ReleaseHeld as held:
+                ...                                  # notify, verify; then someone runs
+                                                     # `gatekeeper obligations ack ID`
+            grant = gk.release(held.decision.decision_id)
+            record = grant.redact(sis.lookup(student_id))
+
+        The decision is read back from its signed audit entry and every
+        blocking obligation must be acknowledged in the outbox AND by a signed
+        ``obligation_ack`` entry: nothing the caller passes is trusted. Raises
+        AccessDenied for a deny or an escalate (never released this way) or a
+        permit older than ``release_max_age``, ReleaseHeld while an obligation
+        is open, ObligationError for an unknown decision.
+        """
+        limit = self.release_max_age
+        max_age = None if limit is None else timedelta(seconds=limit)
+        check = self.obligations.release_check(decision_id, max_age=max_age)
+        if not check.decision.permitted:
+            raise AccessDenied(check.decision)
+        if check.expired:
+            expired = AccessDenied(check.decision)
+            expired.reason = "release_expired"
+            expired.args = (
+                f"decision {decision_id} is older than release_max_age "
+                f"({self.release_max_age:g} s): decide the request again",
+            )
+            raise expired
+        if check.open:
+            raise ReleaseHeld(check.decision, pending=check.open)
+        _log.info("released", decision_id=decision_id)
+        return Grant(check.decision, redactor or Redactor())
 
     def guard(
         self,

@@ -14,6 +14,11 @@ writer thread into a single transaction and a single checkpoint; processes
 serialize on the store's lock. An append that cannot be made durable within
 ``timeout`` raises :class:`AuditError`; an entry is never acknowledged
 before its transaction committed.
+
+``append(data, obligations=[...])`` writes the entry's obligations to the
+outbox in the same transaction (a batch stays one transaction); if that
+write fails, the whole append fails. An ``obligation_ack`` entry
+(:meth:`AuditLog.append_ack`) is committed alone, with its row update.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from gatekeeper._logging import get_logger
 from gatekeeper.audit import merkle
 from gatekeeper.audit.entry import AuditError, canonical, timestamp
 from gatekeeper.audit.keys import KeyStore
 from gatekeeper.audit.note import Checkpoint, Signer, sign_checkpoint
-from gatekeeper.audit.store import AppendedEntry, AuditStore, SqliteStore
+from gatekeeper.audit.outbox import NewObligation, ObligationAck, OutboxOp
+from gatekeeper.audit.store import AppendedEntry, AuditStore, OutboxStore, SqliteStore
 
 __all__ = ["AuditLog", "AuditReceipt", "default_origin"]
 
@@ -66,7 +74,17 @@ class _Pending:
     gave up; the writer never writes it).
     """
 
-    __slots__ = ("data", "done", "error", "receipt", "rotation", "signature", "signer_id", "state")
+    __slots__ = (
+        "data",
+        "done",
+        "error",
+        "outbox",
+        "receipt",
+        "rotation",
+        "signature",
+        "signer_id",
+        "state",
+    )
 
     def __init__(
         self,
@@ -74,12 +92,15 @@ class _Pending:
         signature: bytes,
         signer_id: bytes,
         rotation: tuple[Signer, Signer] | None = None,
+        outbox: OutboxOp = None,
     ) -> None:
         self.data = data
         self.signature = signature
         self.signer_id = signer_id
         #: (old, new) for the key_rotation entry: its checkpoint is co-signed by both.
         self.rotation = rotation
+        #: The entry's obligation rows, or the acknowledgment it records.
+        self.outbox = outbox
         self.done = threading.Event()
         self.state = _QUEUED
         self.receipt: AuditReceipt | None = None
@@ -181,11 +202,12 @@ class AuditLog:
 
     @staticmethod
     def _segments(batch: list[_Pending]) -> list[list[_Pending]]:
-        """The batch in order, a rotation entry alone in its own transaction."""
+        """The batch in order, a rotation or acknowledgment entry alone in its own
+        transaction (an acknowledgment that conflicts fails only itself)."""
         out: list[list[_Pending]] = []
         current: list[_Pending] = []
         for p in batch:
-            if p.rotation is not None:
+            if p.rotation is not None or isinstance(p.outbox, ObligationAck):
                 if current:
                     out.append(current)
                     current = []
@@ -220,7 +242,12 @@ class AuditLog:
                 self.keys.commit_rotation(old, new, size - 1)
                 return sign_checkpoint(Checkpoint(self.origin, size, root), [new, old])
 
-        appended, _note = self.store.append_batch([(p.data, p.signature) for p in batch], sign)
+        pairs = [(p.data, p.signature) for p in batch]
+        if all(not p.outbox for p in batch):
+            appended, _note = self.store.append_batch(pairs, sign)
+        else:
+            outbox = [p.outbox for p in batch]
+            appended, _note = self._outbox_store().append_batch(pairs, sign, outbox=outbox)
         return appended
 
     def _commit(self, batch: list[_Pending]) -> None:
@@ -293,12 +320,42 @@ class AuditLog:
         assert pending.receipt is not None
         return pending.receipt
 
-    def append(self, data: bytes) -> AuditReceipt:
-        """Sign and durably append one entry; raise AuditError if that cannot be done."""
+    def _outbox_store(self) -> OutboxStore:
+        if not getattr(self.store, "supports_outbox", False):
+            raise AuditError(
+                f"the audit store {type(self.store).__name__} keeps no obligations outbox",
+                reason="obligation_outbox_unavailable",
+            )
+        return cast(OutboxStore, self.store)
+
+    @property
+    def outbox(self) -> OutboxStore:
+        """The store's obligations outbox (AuditError when the store keeps none)."""
+        return self._outbox_store()
+
+    def append(self, data: bytes, *, obligations: Sequence[NewObligation] = ()) -> AuditReceipt:
+        """Sign and durably append one entry; raise AuditError if that cannot be done.
+
+        ``obligations`` are inserted into the outbox in the entry's transaction:
+        both are committed, or neither.
+        """
         if self._closed:
             raise AuditError("the audit log is closed")
+        if obligations:
+            self._outbox_store()  # fail before signing when there is no outbox
         signer = self.keys.active_signer()
-        return self._append(_Pending(data, signer.sign(data), signer.key_id))
+        rows = tuple(obligations) or None
+        return self._append(_Pending(data, signer.sign(data), signer.key_id, outbox=rows))
+
+    def append_ack(self, data: bytes, ack: ObligationAck) -> AuditReceipt:
+        """Append an ``obligation_ack`` entry and mark its row acknowledged, in one
+        transaction; AuditError (reason ``obligation_conflict``) when the row is
+        unknown or already acknowledged, and then nothing is written."""
+        if self._closed:
+            raise AuditError("the audit log is closed")
+        self._outbox_store()
+        signer = self.keys.active_signer()
+        return self._append(_Pending(data, signer.sign(data), signer.key_id, outbox=ack))
 
     def append_value(self, value: dict[str, object]) -> AuditReceipt:
         """Append a JSON object (canonicalized) as an entry."""

@@ -8,6 +8,7 @@ Same tables and semantics as :class:`gatekeeper.audit.store.SqliteStore`::
     hashes(idx bigint PRIMARY KEY, hash bytea)            -- RFC 6962 stored hashes
     checkpoints(id bigserial PRIMARY KEY, size bigint, note text)
     head(id int PRIMARY KEY CHECK (id = 1), size bigint)  -- the one row
+    obligations(...)                                      -- the outbox (postgres_outbox.py)
 
 The single sequencer is the head row's lock: ``append_batch`` runs one READ
 COMMITTED transaction that starts with ``SELECT size FROM head WHERE id = 1
@@ -38,10 +39,13 @@ import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, quote_plus, unquote
 
+from gatekeeper.audit import postgres_outbox as _outbox
 from gatekeeper.audit.entry import AuditError
+from gatekeeper.audit.outbox import ObligationRecord, OutboxOp
 from gatekeeper.audit.store import AppendedEntry, SignCheckpoint, StoredEntry, build_batch
 
 if TYPE_CHECKING:
@@ -55,7 +59,7 @@ __all__ = ["PostgresStore"]
 
 _T = TypeVar("_T")
 
-_TABLES = ("entries", "hashes", "checkpoints", "head")
+_TABLES = ("entries", "hashes", "checkpoints", "head", "obligations")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS entries (
@@ -77,6 +81,8 @@ _SCHEMA = (
         size bigint NOT NULL
     )""",
     "INSERT INTO head (id, size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    # The obligations outbox; a log made before it existed gains it on open.
+    *_outbox.SCHEMA,
 )
 
 #: pg_advisory_xact_lock key serializing schema creation ("gatekeep" as a bigint).
@@ -122,7 +128,9 @@ def _describe(params: Mapping[str, Any]) -> str:
 
 
 class PostgresStore:
-    """An :class:`~gatekeeper.audit.store.AuditStore` in a PostgreSQL database."""
+    """An :class:`~gatekeeper.audit.store.OutboxStore` in a PostgreSQL database."""
+
+    supports_outbox: ClassVar[bool] = True
 
     def __init__(
         self, dsn: str, *, lock_timeout: float = 2.0, connect_timeout: float = 2.0
@@ -285,7 +293,11 @@ class PostgresStore:
         return [found[i] for i in indexes]
 
     def append_batch(
-        self, entries: Sequence[tuple[bytes, bytes]], sign_checkpoint: SignCheckpoint
+        self,
+        entries: Sequence[tuple[bytes, bytes]],
+        sign_checkpoint: SignCheckpoint,
+        *,
+        outbox: Sequence[OutboxOp] | None = None,
     ) -> tuple[list[AppendedEntry], str]:
         committing = False
 
@@ -316,6 +328,8 @@ class PostgresStore:
                 cur.executemany(
                     "INSERT INTO hashes (idx, hash) VALUES (%s, %s)", sorted(new_hashes.items())
                 )
+                if outbox is not None:
+                    _outbox.apply(cur, appended, outbox)
                 new_size = size + len(entries)
                 note = sign_checkpoint(new_size, root)
                 cur.execute(
@@ -375,6 +389,91 @@ class PostgresStore:
 
         with self._lock:
             return self._call("audit store unreadable", body, retry=lambda: True)
+
+    # -- the obligations outbox ------------------------------------------------------
+
+    def get_obligation(self, obligation_id: int) -> ObligationRecord | None:
+        with self._lock:
+            return self._call(
+                "obligations outbox unreadable",
+                lambda conn: _outbox.get(conn, obligation_id),
+                retry=lambda: True,
+            )
+
+    def list_obligations(
+        self,
+        *,
+        decision_id: str | None = None,
+        open_only: bool = False,
+        limit: int | None = None,
+    ) -> list[ObligationRecord]:
+        with self._lock:
+            return self._call(
+                "obligations outbox unreadable",
+                lambda conn: _outbox.list_rows(
+                    conn, decision_id=decision_id, open_only=open_only, limit=limit
+                ),
+                retry=lambda: True,
+            )
+
+    def claim_obligations(
+        self,
+        codes: Sequence[str],
+        *,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+        limit: int,
+        token: str,
+    ) -> list[ObligationRecord]:
+        if not codes:
+            return []
+        committing = False
+
+        def body(conn: Connection) -> list[ObligationRecord]:
+            nonlocal committing
+            committing = False
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "SELECT set_config('lock_timeout', %s, true), "
+                    "set_config('statement_timeout', %s, true)",
+                    (f"{self._lock_ms}ms", f"{self._statement_ms}ms"),
+                )
+                claimed = _outbox.claim(
+                    cur,
+                    codes,
+                    now=now,
+                    lease_until=lease_until,
+                    max_attempts=max_attempts,
+                    limit=limit,
+                    token=token,
+                )
+                committing = True
+            return claimed
+
+        with self._lock:
+            # A claim lost during COMMIT is not rerun: its rows wait out the lease.
+            return self._call("cannot claim obligations", body, retry=lambda: not committing)
+
+    def mark_delivered(self, obligation_id: int, token: str, *, at: datetime) -> bool:
+        with self._lock:
+            return self._call(
+                f"cannot settle obligation {obligation_id}",
+                lambda conn: _outbox.mark_delivered(conn, obligation_id, token, at=at),
+                retry=lambda: True,  # idempotent: keyed by the claim token
+            )
+
+    def mark_attempt_failed(
+        self, obligation_id: int, token: str, *, error: str, retry_at: datetime | None
+    ) -> bool:
+        with self._lock:
+            return self._call(
+                f"cannot settle obligation {obligation_id}",
+                lambda conn: _outbox.mark_failed(
+                    conn, obligation_id, token, error=error, retry_at=retry_at
+                ),
+                retry=lambda: True,
+            )
 
     def close(self) -> None:
         import psycopg

@@ -8,7 +8,9 @@ root, has it signed as a checkpoint, stores the checkpoint, moves the head
 and commits. Nothing is acknowledged before the commit returns.
 
 Implementations: :class:`SqliteStore` (here; WAL, ``synchronous=FULL``) and
-``gatekeeper.audit.postgres.PostgresStore``.
+``gatekeeper.audit.postgres.PostgresStore``. Both also keep the obligations
+outbox (:class:`OutboxStore`, :mod:`gatekeeper.audit.outbox`): the rows of an
+entry are written in the entry's transaction.
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from gatekeeper.audit import merkle
+from gatekeeper.audit import outbox as _outbox
 from gatekeeper.audit.entry import AuditError
+from gatekeeper.audit.outbox import ObligationRecord, OutboxOp
 
-__all__ = ["AppendedEntry", "AuditStore", "SignCheckpoint", "SqliteStore", "StoredEntry"]
+__all__ = [
+    "AppendedEntry",
+    "AuditStore",
+    "OutboxStore",
+    "SignCheckpoint",
+    "SqliteStore",
+    "StoredEntry",
+]
 
 #: Called inside the append transaction with (size, root); returns the signed note.
 SignCheckpoint = Callable[[int, bytes], str]
@@ -65,6 +77,61 @@ class AuditStore(Protocol):
     def close(self) -> None: ...
 
 
+class OutboxStore(AuditStore, Protocol):
+    """An audit store that also keeps the obligations outbox (SQLite, PostgreSQL)."""
+
+    supports_outbox: ClassVar[bool]
+
+    def append_batch(
+        self,
+        entries: Sequence[tuple[bytes, bytes]],
+        sign_checkpoint: SignCheckpoint,
+        *,
+        outbox: Sequence[OutboxOp] | None = None,
+    ) -> tuple[list[AppendedEntry], str]:
+        """Append entries, a checkpoint and the entries' outbox ops in one transaction."""
+        ...
+
+    def get_obligation(self, obligation_id: int) -> ObligationRecord | None: ...
+
+    def list_obligations(
+        self,
+        *,
+        decision_id: str | None = None,
+        open_only: bool = False,
+        limit: int | None = None,
+    ) -> list[ObligationRecord]: ...
+
+    def claim_obligations(
+        self,
+        codes: Sequence[str],
+        *,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+        limit: int,
+        token: str,
+    ) -> list[ObligationRecord]:
+        """Claim due pending rows of these codes (attempts + 1, leased to ``token``)."""
+        ...
+
+    def mark_delivered(self, obligation_id: int, token: str, *, at: datetime) -> bool:
+        """The receiver accepted: ``delivered_at`` set, ``pending`` becomes ``delivered``
+        (only while ``token`` still holds the claim; False otherwise)."""
+        ...
+
+    def mark_attempt_failed(
+        self,
+        obligation_id: int,
+        token: str,
+        *,
+        error: str,
+        retry_at: datetime | None,
+    ) -> bool:
+        """Back to ``pending`` until ``retry_at``, or ``failed`` when it is None."""
+        ...
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -86,6 +153,7 @@ CREATE TABLE IF NOT EXISTS head (
 );
 INSERT OR IGNORE INTO head (id, size) VALUES (1, 0);
 """
+_SCHEMA += _outbox.SQLITE_SCHEMA
 
 
 class _PendingHashes:
@@ -126,8 +194,11 @@ class SqliteStore:
 
     Writers in several processes serialize on SQLite's write lock
     (``BEGIN IMMEDIATE``); ``busy_timeout`` bounds the wait, after which the
-    append fails (and the decision is a deny).
+    append fails (and the decision is a deny). Opening a store made before
+    the outbox existed adds the ``obligations`` table.
     """
+
+    supports_outbox: ClassVar[bool] = True
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 2.0) -> None:
         self.path = Path(path)
@@ -194,7 +265,11 @@ class SqliteStore:
         return [found[i] for i in indexes]
 
     def append_batch(
-        self, entries: Sequence[tuple[bytes, bytes]], sign_checkpoint: SignCheckpoint
+        self,
+        entries: Sequence[tuple[bytes, bytes]],
+        sign_checkpoint: SignCheckpoint,
+        *,
+        outbox: Sequence[OutboxOp] | None = None,
     ) -> tuple[list[AppendedEntry], str]:
         with self._lock:
             db = self._db
@@ -212,6 +287,8 @@ class SqliteStore:
                     db.executemany(
                         "INSERT INTO hashes (idx, hash) VALUES (?, ?)", sorted(new_hashes.items())
                     )
+                    if outbox is not None:
+                        _outbox.sqlite_apply(db, appended, outbox)
                     new_size = size + len(entries)
                     note = sign_checkpoint(new_size, root)
                     db.execute(
@@ -272,6 +349,72 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise AuditError(f"audit store unreadable: {exc}") from exc
         return None if row is None else str(row[0])
+
+    # -- the obligations outbox ------------------------------------------------------
+
+    def get_obligation(self, obligation_id: int) -> ObligationRecord | None:
+        with self._lock:
+            try:
+                return _outbox.sqlite_get(self._db, obligation_id)
+            except sqlite3.Error as exc:
+                raise AuditError(f"obligations outbox unreadable: {exc}") from exc
+
+    def list_obligations(
+        self,
+        *,
+        decision_id: str | None = None,
+        open_only: bool = False,
+        limit: int | None = None,
+    ) -> list[ObligationRecord]:
+        with self._lock:
+            try:
+                return _outbox.sqlite_list(
+                    self._db, decision_id=decision_id, open_only=open_only, limit=limit
+                )
+            except sqlite3.Error as exc:
+                raise AuditError(f"obligations outbox unreadable: {exc}") from exc
+
+    def claim_obligations(
+        self,
+        codes: Sequence[str],
+        *,
+        now: datetime,
+        lease_until: datetime,
+        max_attempts: int,
+        limit: int,
+        token: str,
+    ) -> list[ObligationRecord]:
+        with self._lock:
+            try:
+                return _outbox.sqlite_claim(
+                    self._db,
+                    codes,
+                    now=now,
+                    lease_until=lease_until,
+                    max_attempts=max_attempts,
+                    limit=limit,
+                    token=token,
+                )
+            except sqlite3.Error as exc:
+                raise AuditError(f"cannot claim obligations: {exc}") from exc
+
+    def mark_delivered(self, obligation_id: int, token: str, *, at: datetime) -> bool:
+        with self._lock:
+            try:
+                return _outbox.sqlite_mark_delivered(self._db, obligation_id, token, at=at)
+            except sqlite3.Error as exc:
+                raise AuditError(f"cannot settle obligation {obligation_id}: {exc}") from exc
+
+    def mark_attempt_failed(
+        self, obligation_id: int, token: str, *, error: str, retry_at: datetime | None
+    ) -> bool:
+        with self._lock:
+            try:
+                return _outbox.sqlite_mark_failed(
+                    self._db, obligation_id, token, error=error, retry_at=retry_at
+                )
+            except sqlite3.Error as exc:
+                raise AuditError(f"cannot settle obligation {obligation_id}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -279,6 +279,14 @@ def verify_log(
                                 )
                             )
                             bad_entries.add(entry.index)
+                    if isinstance(value, dict) and value.get("kind") == "obligation_ack":
+                        named = value.get("obligation")
+                        acked = named.get("decision_id") if isinstance(named, dict) else None
+                        if not isinstance(acked, str) or acked not in decision_ids:
+                            problems.append(
+                                Problem(entry.index, "obligation_ack names no earlier decision")
+                            )
+                            bad_entries.add(entry.index)
                 except (ValueError, GatekeeperError):
                     problems.append(Problem(entry.index, "not JSON"))
                     bad_entries.add(entry.index)
