@@ -1,0 +1,167 @@
+"""A Flask extension: decide in ``before_request`` (with the view's arguments), redact in
+``after_request``.
+
+    import gatekeeper
+    from flask import Flask, g, request
+    from gatekeeper.adapters.flask import FlaskGatekeeper
+
+    records = FlaskGatekeeper(gatekeeper=gatekeeper.open())
+
+    def grades_request(req):                  # flask.Request -> dict | None
+        return {"channel": "api", "requester": g.user.as_requester(), "purpose": "educational",
+                "student": {"id": req.view_args["student_id"]}, "fields": ["grades"]}
+
+    app = Flask(__name__)
+    records.init_app(app)
+
+    @app.get("/students/<student_id>/grades")
+    @records.guarded(grades_request)          # below the route decorator
+    def grades(student_id):
+        return sis.record(student_id)         # redacted to the allowed fields
+
+``FlaskGatekeeper(request_for=...)`` instead decides *every* request with one
+builder (returning None for routes that hold no student records);
+``guarded(...)`` on a view takes precedence over it. Register the
+extension's hooks after your authentication's ``before_request`` (they run in
+registration order), so the builder sees the user.
+
+A refusal is answered from ``before_request`` and the view is not called.
+On a permit the view's JSON response is redacted; a streamed or file
+response, or any other non-JSON one, is replaced by a 500. The decision is in
+``flask.g.gatekeeper_decision``. Status codes and the
+``X-Gatekeeper-Decision`` header are those of :mod:`gatekeeper.adapters._common`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Flask, Response, current_app, g, request
+from flask import Request as FlaskRequest
+
+from gatekeeper.guard import Gatekeeper, RequestInput
+from gatekeeper.redact import Redactor
+
+from ._common import (
+    DECISION_HEADER,
+    MAX_BODY_BYTES,
+    Verdict,
+    builder_failed,
+    decide,
+    redact_body,
+    unredactable,
+)
+
+__all__ = ["FlaskGatekeeper"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_VIEW_ATTR = "__gatekeeper_request_for__"
+_EXTENSION = "gatekeeper"
+
+RequestBuilder = Callable[[FlaskRequest], RequestInput | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _AppState:
+    gatekeeper: Gatekeeper
+    request_for: RequestBuilder | None
+    redactor: Redactor | None
+    max_body_bytes: int
+
+
+def _refusal(verdict: Verdict) -> Response:
+    response = Response(verdict.body_bytes(), status=verdict.status)
+    for key, value in verdict.headers():
+        response.headers[key] = value
+    return response
+
+
+class FlaskGatekeeper:
+    """The Flask extension (``init_app`` pattern; one instance may serve several apps)."""
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        gatekeeper: Gatekeeper | None = None,
+        request_for: RequestBuilder | None = None,
+        redactor: Redactor | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.gatekeeper = gatekeeper
+        self.request_for = request_for
+        self.redactor = redactor
+        self.max_body_bytes = max_body_bytes
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, gatekeeper: Gatekeeper | None = None) -> None:
+        """Register the hooks on ``app``; ``gatekeeper`` overrides the constructor's."""
+        chosen = gatekeeper or self.gatekeeper
+        if chosen is None:
+            raise ValueError("FlaskGatekeeper needs a Gatekeeper (gatekeeper=gatekeeper.open())")
+        app.extensions[_EXTENSION] = _AppState(
+            chosen, self.request_for, self.redactor, self.max_body_bytes
+        )
+        app.before_request(self._before)
+        app.after_request(self._after)
+
+    @staticmethod
+    def guarded(request_for: RequestBuilder) -> Callable[[_F], _F]:
+        """Mark a view: decide ``request_for(flask.request)`` before it runs."""
+
+        def mark(view: _F) -> _F:
+            setattr(view, _VIEW_ATTR, request_for)
+            return view
+
+        return mark
+
+    @staticmethod
+    def _state() -> _AppState:
+        state = current_app.extensions[_EXTENSION]
+        assert isinstance(state, _AppState)
+        return state
+
+    def _before(self) -> Response | None:
+        state = self._state()
+        view = current_app.view_functions.get(request.endpoint or "")
+        builder = getattr(view, _VIEW_ATTR, None) or state.request_for
+        if builder is None:
+            return None
+        try:
+            built = builder(request)
+        except Exception as exc:
+            g.gatekeeper_verdict = builder_failed(exc)
+            return _refusal(g.gatekeeper_verdict)
+        if built is None:
+            return None
+        verdict = decide(state.gatekeeper, built, state.redactor)
+        g.gatekeeper_verdict = verdict
+        g.gatekeeper_decision = verdict.decision
+        if verdict.grant is None:
+            return _refusal(verdict)  # Flask skips the view
+        return None
+
+    def _after(self, response: Response) -> Response:
+        verdict: Verdict | None = g.get("gatekeeper_verdict")
+        if verdict is None or verdict.grant is None:
+            return response  # not guarded, or our own refusal
+        if response.is_streamed or response.direct_passthrough:
+            return _refusal(unredactable(verdict, "a streamed or file response"))
+        body = response.get_data()
+        if len(body) > self._state().max_body_bytes:
+            return _refusal(unredactable(verdict, "body too large"))
+        replacement, redacted = redact_body(
+            verdict,
+            status=response.status_code,
+            content_type=response.headers.get("Content-Type"),
+            content_encoding=response.headers.get("Content-Encoding"),
+            body=body,
+        )
+        if replacement is not None:
+            return _refusal(replacement)
+        response.set_data(redacted)
+        response.headers[DECISION_HEADER] = str(verdict.decision_id)
+        return response
