@@ -20,50 +20,34 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
-import os
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
+
+from gatekeeper.policy.opa_process import LOOPBACK, OpaProcess, OpaProcessError, free_port
+from gatekeeper.policy.opa_process import find_opa as _find_opa
 
 __all__ = ["CannedOpa", "OpaServer", "OpaServerError", "SlowProxy", "find_opa", "free_port"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OPA = REPO_ROOT / ".tools" / "bin" / "opa"
-LOOPBACK = "127.0.0.1"
 
 
-class OpaServerError(RuntimeError):
-    """The OPA server could not be started."""
+OpaServerError = OpaProcessError
 
 
 def find_opa() -> Path | None:
     """The OPA binary to test with: ``$GATEKEEPER_OPA``, else ``<repo>/.tools/bin/opa``.
 
     Returns None when that file is missing or not executable (run scripts/build-opa).
+    (The package's finder, without the PATH fallback: tests use the pinned build.)
     """
-    configured = os.environ.get("GATEKEEPER_OPA")
-    candidate = Path(configured) if configured else DEFAULT_OPA
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return candidate
-    return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        port: int = s.getsockname()[1]
-        return port
+    return _find_opa(search_path=False)
 
 
 class _Service:
@@ -91,8 +75,9 @@ class _Service:
 # --------------------------------------------------------------------------- OPA
 
 
-class OpaServer(_Service):
-    """A real OPA server process serving ``bundle_dir`` on 127.0.0.1:<free port>."""
+class OpaServer(OpaProcess):
+    """A real OPA server process serving ``bundle_dir`` on 127.0.0.1:<free port>
+    (:class:`gatekeeper.policy.opa_process.OpaProcess`, with the tests' binary)."""
 
     def __init__(
         self,
@@ -101,112 +86,13 @@ class OpaServer(_Service):
         opa_bin: Path | None = None,
         startup_timeout: float = 15.0,
     ) -> None:
-        self.bundle_dir = Path(bundle_dir)
         found = opa_bin if opa_bin is not None else find_opa()
         if found is None:
             raise OpaServerError(
                 "no OPA binary: set GATEKEEPER_OPA or run scripts/build-opa "
                 f"(expects {DEFAULT_OPA})"
             )
-        self.opa_bin = Path(found)
-        self.startup_timeout = startup_timeout
-        self.port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise OpaServerError("OpaServer is not started")
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self) -> None:
-        if self._proc is not None:
-            return
-        if not self.bundle_dir.is_dir():
-            raise OpaServerError(f"bundle directory not found: {self.bundle_dir}")
-        # The port can be taken between free_port() and OPA's bind: retry then.
-        for _ in range(3):
-            try:
-                self._start_once()
-                return
-            except OpaServerError as exc:
-                if "address already in use" not in str(exc):
-                    raise
-        raise OpaServerError("OPA could not bind a free port after 3 attempts")
-
-    def _start_once(self) -> None:
-        self.port = free_port()
-        self._log = tempfile.TemporaryFile()  # closed in stop()
-        cmd = [
-            str(self.opa_bin), "run", "--server",
-            "--addr", f"{LOOPBACK}:{self.port}",
-            "--log-level", "error",
-            "--skip-version-check",
-            "--shutdown-grace-period", "1",
-            "--bundle", str(self.bundle_dir),
-        ]  # fmt: skip
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            status = self._proc.poll()
-            if status is not None:
-                output = self._output()
-                self.stop()
-                raise OpaServerError(
-                    f"OPA exited with status {status} before becoming healthy; "
-                    f"command: {' '.join(cmd)}\n{output}"
-                )
-            if self._healthy():
-                return
-            time.sleep(0.05)
-        output = self._output()
-        self.stop()
-        raise OpaServerError(
-            f"OPA did not answer GET /health within {self.startup_timeout:.0f} s; "
-            f"command: {' '.join(cmd)}\n{output}"
-        )
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def _output(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace").strip()
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def query(self, path: str, input_: object) -> object:
-        """POST ``{"input": input_}`` to ``/v1/data/<path>``; the parsed JSON reply."""
-        body = json.dumps({"input": input_}).encode()
-        req = urllib.request.Request(
-            f"{self.url}/v1/data/{path.strip('/')}",
-            data=body,
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
+        super().__init__(bundle_dir, opa_bin=found, startup_timeout=startup_timeout)
 
 
 # --------------------------------------------------------------------- SlowProxy

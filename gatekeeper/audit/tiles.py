@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatekeeper.audit import merkle
 from gatekeeper.audit.entry import AuditError
 from gatekeeper.audit.note import Checkpoint
 from gatekeeper.audit.store import AuditStore
 
-__all__ = ["export_tiles"]
+if TYPE_CHECKING:
+    from gatekeeper.audit.readonly import LogReader
+
+__all__ = ["entry_bundle", "export_tiles"]
 
 WIDTH = 1 << merkle.TILE_HEIGHT
 
@@ -40,6 +44,22 @@ def _spans(count: int) -> list[tuple[int, int]]:
     return spans
 
 
+def entry_bundle(store: LogReader, index: int, width: int) -> bytes:
+    """The C2SP entry bundle ``tile/entries/<index>[.p/<width>]``: entries
+    ``index*256`` to ``index*256 + width - 1``, each prefixed by its length
+    (big-endian uint16)."""
+    start = index * WIDTH
+    entries = store.read_entries(start, start + width)
+    if len(entries) != width:
+        raise AuditError(f"entries {start}..{start + width - 1} are incomplete in the store")
+    chunks = []
+    for entry in entries:
+        if len(entry.data) > 0xFFFF:
+            raise AuditError(f"entry {entry.index} is larger than 65535 bytes")
+        chunks.append(len(entry.data).to_bytes(2, "big") + entry.data)
+    return b"".join(chunks)
+
+
 def export_tiles(store: AuditStore, note: str, checkpoint: Checkpoint, out: str | Path) -> int:
     """Write the tiles for ``checkpoint`` (whose signed ``note`` becomes
     ``checkpoint``) into ``out``; return the number of files written."""
@@ -56,16 +76,7 @@ def export_tiles(store: AuditStore, note: str, checkpoint: Checkpoint, out: str 
             written += 1
         level += 1
     for index, width in _spans(size):
-        start = index * WIDTH
-        entries = store.read_entries(start, start + width)
-        if len(entries) != width:
-            raise AuditError(f"entries {start}..{start + width - 1} are incomplete in the store")
-        chunks = []
-        for entry in entries:
-            if len(entry.data) > 0xFFFF:
-                raise AuditError(f"entry {entry.index} is larger than 65535 bytes")
-            chunks.append(len(entry.data).to_bytes(2, "big") + entry.data)
-        _write(base / merkle.entries_tile_path(index, width), b"".join(chunks))
+        _write(base / merkle.entries_tile_path(index, width), entry_bundle(store, index, width))
         written += 1
     _write(base / "checkpoint", note.encode("utf-8"))
     return written + 1

@@ -13,6 +13,7 @@ from gatekeeper.engines._pack import ENTRYPOINT, PolicyPack, compute_revision, l
 from gatekeeper.engines.base import PolicyEngine, check_policy_output
 from gatekeeper.engines.embedded import EmbeddedEngine
 from gatekeeper.engines.opa import OpaServerEngine
+from gatekeeper.engines.shadow import ShadowEngine
 
 __all__ = [
     "ENTRYPOINT",
@@ -20,6 +21,7 @@ __all__ = [
     "OpaServerEngine",
     "PolicyEngine",
     "PolicyPack",
+    "ShadowEngine",
     "check_policy_output",
     "compute_revision",
     "load_pack",
