@@ -1,0 +1,190 @@
+"""The record of requests and disclosures for one student (34 CFR 99.32, Ed. Code 49064).
+
+A view of the signed log (RULES.md, "Two logs"): the decision entries about
+this student that carry ``LOG_9932`` or ``LOG_9932_EMERG``, refused requests
+included (99.32(a)(1) records requests, not only disclosures). An entry that
+carries ``SEALED_LOG`` never appears, whatever else it carries, and nothing
+in the record counts or hints at such entries (99.32(d)(5); a court's
+non-disclosure order).
+
+Bulk (roster-wide) entries are not attributed to the student: the log keeps
+a bulk request's scope and grades, not the list of students it covered, so
+whether this student was among them cannot be read from the log. Their number
+is given to staff in a note that is not printed; the records office attributes
+them from the SIS roster of the day if the law requires it.
+
+Each line names the party (agency and kind, and whom it relayed for), the
+interest or basis (purpose, the requester's stated reason, the document
+presented, the deciding rule), the date logged, the outcome, and the fields
+requested and released (names only; never values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from gatekeeper.reports._fields import (
+    DECISIONS,
+    deciding_rule,
+    field_names,
+    label,
+    obligations,
+    sub,
+    text,
+)
+from gatekeeper.reports._model import Cell, Period, Provenance, Report, Table
+
+__all__ = ["RECORD_CODES", "DisclosureAggregator"]
+
+RECORD_CODES = frozenset({"LOG_9932", "LOG_9932_EMERG"})
+SEALED = "SEALED_LOG"
+
+COLUMNS = (
+    ("entry", "log entry"),
+    ("date", "date"),
+    ("time", "time"),
+    ("party", "party"),
+    ("party_kind", "kind of party"),
+    ("on_behalf_of", "on behalf of"),
+    ("purpose", "purpose"),
+    ("stated_reason", "reason stated by the party"),
+    ("legal_basis", "document presented"),
+    ("rule", "rule"),
+    ("basis", "legal basis or reason refused"),
+    ("outcome", "outcome"),
+    ("fields_requested", "records requested"),
+    ("fields_disclosed", "records disclosed"),
+    ("emergency", "emergency"),
+    ("record_code", "record"),
+)
+
+
+def _names(entry: Mapping[str, Any], key: str) -> str:
+    names, count = field_names(entry, key)
+    if count is not None:
+        return f"{count} fields (names not kept in the log)"
+    return ", ".join(names)
+
+
+class DisclosureAggregator:
+    """One pass over the log for one student; :meth:`report` builds the record."""
+
+    def __init__(self, student_id: str, period: Period) -> None:
+        if not student_id:
+            raise ValueError("a student id is required")
+        self.student_id = student_id
+        self.period = period
+        self.rows: list[tuple[Cell, ...]] = []
+        self.bulk_unattributed = 0
+        self.emergencies = 0
+
+    def add(self, index: int, entry: Mapping[str, Any], moment: datetime | None) -> None:
+        if entry.get("kind") != "decision" or moment is None:
+            return
+        codes = set(obligations(entry))
+        if SEALED in codes or not (codes & RECORD_CODES):
+            return
+        if not self.period.contains(moment.date()):
+            return
+        student = sub(entry, "student")
+        if not student:
+            if sub(entry, "bulk"):
+                self.bulk_unattributed += 1
+            return
+        if text(student.get("id")) != self.student_id:
+            return
+        requester = sub(entry, "requester")
+        kind = text(requester.get("kind"))
+        agency = text(requester.get("agency"))
+        decision = text(entry.get("decision"))
+        decision = decision if decision in DECISIONS else "deny"
+        rule = deciding_rule(entry)
+        emergency = ""
+        if "LOG_9932_EMERG" in codes:
+            self.emergencies += 1
+            determined = text(sub(entry, "emergency").get("district_determination"))
+            emergency = (
+                "The district determined an articulable and significant threat to health "
+                "or safety (34 CFR 99.36); the records went to the party named here."
+                if determined == "articulable_significant_threat"
+                else "Emergency claimed."
+            )
+        self.rows.append(
+            (
+                index,
+                moment.strftime("%Y-%m-%d"),
+                moment.strftime("%H:%M"),
+                agency or label(kind),
+                kind,
+                text(entry.get("on_behalf_of")),
+                text(entry.get("purpose")),
+                text(entry.get("purpose_text")),
+                text(sub(entry, "legal_basis").get("type")),
+                rule,
+                label(rule),
+                decision,
+                _names(entry, "fields"),
+                _names(entry, "allowed_fields") if decision == "permit" else "",
+                emergency,
+                "LOG_9932_EMERG" if "LOG_9932_EMERG" in codes else "LOG_9932",
+            )
+        )
+
+    def report(self, provenance: Provenance, *, generated_at: datetime | None = None) -> Report:
+        outcomes = [row[11] for row in self.rows]
+        table = Table(
+            name="record",
+            title="Requests and disclosures",
+            columns=tuple(c for c, _ in COLUMNS),
+            headers=tuple(h for _, h in COLUMNS),
+            rows=tuple(self.rows),
+            numeric=frozenset({"entry"}),
+        )
+        notes = [
+            "This record lists each request for, and each disclosure of, personally "
+            "identifiable information from this student's education records that federal "
+            "and state law require the district to record (34 CFR 99.32; California "
+            "Education Code 49064), with the party, its interest or the legal basis, and "
+            "the date. Refused requests are listed too.",
+            "By law the record does not list access by the parent or eligible student, by "
+            "school officials with a legitimate educational interest, by parties with the "
+            "written consent of the parent or eligible student, or requests for directory "
+            "information only (34 CFR 99.32(d)).",
+            "Only the names of records are shown, never their contents. Each line cites the "
+            "entry of the district's signed audit log it comes from.",
+        ]
+        staff = []
+        if self.bulk_unattributed:
+            staff.append(
+                f"{self.bulk_unattributed} roster-wide (bulk) requests in this period carry a "
+                "record-of-disclosures obligation. The log keeps their scope, not their list "
+                "of students, so none is attributed to this student here; check the roster of "
+                "the day before adding any to this record."
+            )
+        if self.emergencies:
+            staff.append(
+                "Emergency disclosures: 34 CFR 99.32(a)(5) asks for the threat itself. The "
+                "audit log keeps only the district's determination, not its facts: attach "
+                "the determination on file before handing this record over."
+            )
+        return Report(
+            kind="disclosures",
+            title="Record of requests and disclosures",
+            provenance=provenance,
+            period=self.period,
+            summary={
+                "student": self.student_id,
+                "entries": len(self.rows),
+                "disclosed": outcomes.count("permit"),
+                "refused": outcomes.count("deny"),
+                "pending": outcomes.count("escalate"),
+                "bulk_unattributed": self.bulk_unattributed,
+            },
+            tables=[table],
+            notes=notes,
+            staff_notes=staff,
+            subject=self.student_id,
+            generated_at=generated_at or datetime.now(UTC),
+        )
