@@ -36,6 +36,7 @@ from gatekeeper.errors import (
 from gatekeeper.guard import AccessDenied, Gatekeeper, Grant, ReleaseHeld
 from gatekeeper.redact import Redactor
 from gatekeeper.request import AccessRequest, parse_request
+from gatekeeper.source import GuardedSource, InMemorySource, RecordSource, Roster, SourceError
 
 __all__ = [
     "AccessDenied",
@@ -47,12 +48,17 @@ __all__ = [
     "Gatekeeper",
     "GatekeeperError",
     "Grant",
+    "GuardedSource",
+    "InMemorySource",
     "PolicyError",
+    "RecordSource",
     "Redactor",
     "ReleaseHeld",
     "RequestError",
     "RevisionMismatch",
+    "Roster",
     "Settings",
+    "SourceError",
     "open",
     "parse_request",
 ]
@@ -104,11 +110,20 @@ def open_with(settings: Settings) -> Gatekeeper:
         chosen = OpaServerEngine(pack, url=settings.opa_url, timeout=settings.opa_timeout)
     else:
         chosen = EmbeddedEngine(pack)
+    if settings.shadow_policy_dir is not None:
+        from gatekeeper.engines.shadow import ShadowEngine
+
+        chosen = ShadowEngine(chosen, EmbeddedEngine(load_pack(settings.shadow_policy_dir)))
+    from gatekeeper.obligations import ObligationSettings, blocking_codes
+
+    obligations = settings.obligations or ObligationSettings()
     return Gatekeeper(
         engine=chosen,
         audit=open_audit_log(settings),
         timezone=settings.timezone,
         max_as_of_skew=settings.max_as_of_skew,
+        blocking_obligations=blocking_codes(pack.data),
+        release_max_age=obligations.release_max_age,
     )
 
 

@@ -5,6 +5,13 @@
     gatekeeper decide --engine opa --opa-url http://127.0.0.1:8181 request.json
     gatekeeper audit verify                   # every entry, signature, checkpoint
     gatekeeper audit checkpoint | vkey | export DIR | prove INDEX | show ...
+    gatekeeper obligations list [--pending] | ack ID --by NAME | dispatch [--once]
+    gatekeeper demo-sis [--port 8600] [--students 3000] [--db PATH]    # a OneRoster demo SIS
+    gatekeeper proxy --upstream URL --config proxy.toml [--port 8700]  # the OneRoster proxy
+    gatekeeper audit witness --state DIR [--vkey VKEY] SOURCE  # rollback / fork: exit 1
+    gatekeeper audit serve [--host 127.0.0.1] [--port 8800]    # the log as C2SP tlog-tiles
+    gatekeeper policy test | check | replay --candidate DIR    # for policy authors
+    gatekeeper report enforcement|disclosures|activity [--from D --to D] [--format F --out P]
 
 Exit status of ``decide`` (CONTRACT.md): 0 when a decision was made, whatever
 it is; 2 when the request does not parse or validate (one line on standard
@@ -89,6 +96,13 @@ def _open_log(args: argparse.Namespace) -> AuditLog:
 
     settings = load_settings(args.config, data_dir=args.data_dir)
     return open_audit_log(settings)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gatekeeper.demo import run_demo
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    return run_demo(settings.data_dir, students=args.students, settings=settings)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -264,6 +278,17 @@ def _parser() -> argparse.ArgumentParser:
     decide.add_argument("--opa-url", default=None)
     decide.set_defaults(func=_cmd_decide)
 
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="the main job: demo SIS + OneRoster proxy on loopback, realistic requests, "
+        "audited, verified, reported",
+    )
+    demo.add_argument(
+        "--students", type=int, default=3000, help="synthetic students in the demo SIS"
+    )
+    demo.set_defaults(func=_cmd_demo)
+
     audit = sub.add_parser("audit", parents=[common], help="the signed audit log").add_subparsers(
         dest="audit_command", required=True
     )
@@ -327,6 +352,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("--out", required=True)
     keygen.set_defaults(func=_cmd_keygen)
+
+    from gatekeeper.audit._cli import add_commands as add_witness_commands
+
+    add_witness_commands(audit, common)
+
+    from gatekeeper.obligations._cli import add_commands as add_obligation_commands
+
+    add_obligation_commands(sub, common)
+
+    from gatekeeper.oneroster._cli import add_commands as add_proxy_commands
+    from gatekeeper.sis._cli import add_commands as add_demo_sis_commands
+
+    add_demo_sis_commands(sub, common)
+    add_proxy_commands(sub, common)
+
+    from gatekeeper.policy._cli import add_commands as add_policy_commands
+
+    add_policy_commands(sub, common)
+
+    from gatekeeper.reports._cli import add_commands as add_report_commands
+
+    add_report_commands(sub, common)
     return parser
 
 

@@ -8,9 +8,16 @@ Precedence: explicit keyword > configuration file > environment > default.
     opa_timeout = 0.25                   # seconds
     timezone = "America/Los_Angeles"
     policy_dir = "/etc/gatekeeper/policies"
+    shadow_policy_dir = "/etc/gatekeeper/policies-next"   # shadow mode: a candidate pack
     audit_url = "postgresql://gatekeeper@db.internal/gatekeeper"   # default: SQLite
     origin = "audit.example-district.org/gatekeeper"
     key_path = "/etc/gatekeeper/log-key.pem"
+
+    [gatekeeper.obligations]             # routes for the obligation dispatchers
+    [[gatekeeper.obligations.webhook]]   # (see gatekeeper/obligations/_routing.py
+    codes = ["NOTIFY_LEGAL"]             #  and docs/obligations.md)
+    url = "https://legal.example.org/hooks/gatekeeper"
+    secret_env = "GATEKEEPER_LEGAL_WEBHOOK_SECRET"
 
 The signing key's passphrase, when the key is encrypted, comes only from the
 environment (``GATEKEEPER_KEY_PASSPHRASE``), never from a file.
@@ -22,10 +29,13 @@ import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.request import DEFAULT_TIMEZONE
+
+if TYPE_CHECKING:
+    from gatekeeper.obligations import ObligationSettings
 
 __all__ = ["Settings", "default_policy_dir", "load_settings"]
 
@@ -57,6 +67,11 @@ class Settings:
     origin: str | None = None
     #: A configured signing key (PEM); default: generated in <data_dir>/keys.
     key_path: Path | None = None
+    #: Obligation routes and retry settings (``[gatekeeper.obligations]``); None: none.
+    obligations: ObligationSettings | None = None
+    #: Shadow mode: a candidate pack evaluated beside the live one on every
+    #: request, differences on the operational log, never deciding (None: off).
+    shadow_policy_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -98,7 +113,7 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     if config is not None:
         values.update(_from_file(Path(config)))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("data_dir", "policy_dir", "key_path"):
+    for key in ("data_dir", "policy_dir", "key_path", "shadow_policy_dir"):
         if key in values:
             values[key] = Path(values[key])
     for key in ("opa_timeout", "audit_timeout", "max_as_of_skew"):
@@ -109,6 +124,10 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
                 raise GatekeeperError(
                     f"{key} must be a number of seconds", reason="config"
                 ) from exc
+    if values.get("obligations") is not None:
+        from gatekeeper.obligations import parse_obligation_settings
+
+        values["obligations"] = parse_obligation_settings(values["obligations"])
     try:
         return replace(Settings(), **values)
     except TypeError as exc:

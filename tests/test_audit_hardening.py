@@ -347,10 +347,13 @@ def test_verify_while_writers_append(tmp_path: Path) -> None:
         stop = threading.Event()
 
         def writer(t: int) -> None:
-            i = 0
-            while not stop.is_set():
+            # Bounded: each verify reads the whole log, so an unbounded writer
+            # makes the test quadratic in the machine's append rate.
+            for i in range(400):
+                if stop.is_set():
+                    return
                 log.append(entry(i, t=t))
-                i += 1
+                time.sleep(0.001)
 
         threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
         for th in threads:
@@ -360,6 +363,10 @@ def test_verify_while_writers_append(tmp_path: Path) -> None:
             for _ in range(15):
                 report = verify_log(log.store, log.keys)
                 assert report.ok, report.problems[:5]
+            for th in threads:
+                th.join()
+            final = verify_log(log.store, log.keys)
+            assert final.ok and final.size == 1600, final.problems[:5]
         finally:
             stop.set()
             for th in threads:

@@ -29,3 +29,8 @@ def test_audit_bench_runs() -> None:
 def test_decide_bench_runs_on_the_embedded_engine() -> None:
     out = run("bench/decide.py", "--rounds", "20", "--engine", "embedded")
     assert "embedded: ratio" in out
+
+
+def test_guarded_lookup_bench_runs() -> None:
+    out = run("bench/guarded.py", "--rounds", "10", "--rosters", "1", "--students", "40")
+    assert out.count("ratio (median guarded / median unguarded)") == 3
