@@ -12,6 +12,7 @@
     gatekeeper audit serve [--host 127.0.0.1] [--port 8800]    # the log as C2SP tlog-tiles
     gatekeeper policy test | check | replay --candidate DIR    # for policy authors
     gatekeeper report enforcement|disclosures|activity [--from D --to D] [--format F --out P]
+    gatekeeper ui [--host 127.0.0.1] [--port 8900]             # read-only web view of the log
 
 Exit status of ``decide`` (CONTRACT.md): 0 when a decision was made, whatever
 it is; 2 when the request does not parse or validate (one line on standard
@@ -374,6 +375,10 @@ def _parser() -> argparse.ArgumentParser:
     from gatekeeper.reports._cli import add_commands as add_report_commands
 
     add_report_commands(sub, common)
+
+    from gatekeeper.ui._cli import add_commands as add_ui_commands
+
+    add_ui_commands(sub, common)
     return parser
 
 
