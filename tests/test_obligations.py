@@ -676,10 +676,14 @@ def test_a_dispatcher_killed_mid_delivery_leaves_the_row_pending_and_it_is_redel
         [*command, "--config", str(config), "obligations", "dispatch"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(tmp_path / "dispatch.err").open("wb"),
     )
     try:
-        assert receiver.arrived.wait(60), "the dispatcher never called the receiver"
+        deadline = time.monotonic() + 60
+        while not receiver.arrived.wait(0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = (tmp_path / "dispatch.err").read_text(errors="replace")
+                pytest.fail(f"the dispatcher never called the receiver (exit {proc.poll()}): {err}")
         proc.send_signal(signal.SIGKILL)  # mid-delivery: the receiver has not answered
         proc.wait(30)
     finally:
