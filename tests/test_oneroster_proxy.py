@@ -318,6 +318,28 @@ def test_no_path_or_parameter_tricks(caller: Caller, sis: DemoSISHandle) -> None
     unchanged(sis, before)
 
 
+def test_filter_and_sort_only_on_released_fields(caller: Caller, sis: DemoSISHandle) -> None:
+    roster = "/classes/cls-01-01-home-1/students"
+    assert caller.get("teacher", roster).status_code == 200
+    before = sis.stats.count
+    # The teacher may not see home language or e-mail: the records a filter on
+    # them selects (and X-Total-Count) would tell those values all the same.
+    for params in (
+        {"filter": "metadata.homeLanguage='Spanish'"},
+        {"filter": "email~'a'"},
+        {"sort": "email"},
+        {"filter": "givenName~'a' OR metadata.homeAddress~'1'"},
+    ):
+        response = caller.get("teacher", roster, **params)
+        assert response.status_code == 403, (params, response.text)
+        assert response.json()["decision"] == "permit" and response.json()["denied_read"]
+    # A name above mapped paths reads the unmapped keys beside them (lunchProgram).
+    assert caller.get("principal", "/students", filter="metadata~'free'").status_code == 400
+    unchanged(sis, before)
+    allowed = caller.get("teacher", roster, filter="givenName~'a'", sort="familyName")
+    assert allowed.status_code == 200 and allowed.json()["users"]
+
+
 def test_request_id_is_echoed(caller: Caller, proxy: ProxyHandle) -> None:
     response = caller.http.get(
         "/students/stu-00004",

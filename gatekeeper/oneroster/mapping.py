@@ -219,13 +219,18 @@ class FieldMapping:
         return tuple(out)
 
     def unknown(self, kind: ResourceKind, names: Iterable[str]) -> list[str]:
-        """The names that are neither structural nor touch a mapped path."""
+        """The names that are neither structural nor a mapped path (or inside one).
+
+        A name *above* mapped paths (``metadata``) is unknown too: a filter on
+        it reads the unmapped keys beside them.
+        """
         paths = self.fields[kind]
         shape = self.structural[kind]
         return [
             name
             for name in names
-            if name.split(".", 1)[0] not in shape and not any(_related(p, name) for p in paths)
+            if name.split(".", 1)[0] not in shape
+            and not any(name == p or name.startswith(p + ".") for p in paths)
         ]
 
     def redactor(self, kind: ResourceKind) -> RecordRedactor:

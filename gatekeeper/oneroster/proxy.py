@@ -159,6 +159,8 @@ class _Plan:
     match: RouteMatch
     access: dict[str, Any] | None
     request_id: str
+    #: Catalog fields the filter and sort read: the SIS applies them, so they must be allowed.
+    read_fields: tuple[str, ...] = ()
 
 
 class OneRosterProxy:
@@ -350,7 +352,7 @@ class OneRosterProxy:
                 "description": f"OneRoster GET {subpath}"[:256],
             }
         access["fields"] = fields
-        return _Plan(match, access, request_id)
+        return _Plan(match, access, request_id, mapping.select(route.kind, sorted(read)))
 
     def _refusal(self, decision: Decision, plan: _Plan) -> Response | None:
         """The response that refuses this decision, or None for a releasable permit."""
@@ -380,6 +382,17 @@ class OneRosterProxy:
                 "permitted, but blocking obligations must be met before release",
                 headers,
                 held_for=pending,
+                **detail,
+            )
+        unreadable = [f for f in plan.read_fields if f not in decision.allowed_fields]
+        if unreadable:
+            # Which records come back (and X-Total-Count) would tell those fields' values.
+            return _error(
+                403,
+                "access_denied",
+                "filter or sort on a field this decision does not release",
+                headers,
+                denied_read=unreadable,
                 **detail,
             )
         access = plan.access or {}
