@@ -207,7 +207,19 @@ class GatekeeperMiddleware:
             else:  # http.response.pathsend, zerocopysend, trailers, ...: nothing to redact
                 buffered.problem = f"ASGI message {kind}"
 
-        await self.app(scope, receive, capture)
+        try:
+            await self.app(scope, receive, capture)
+        except Exception:
+            verdict = exchange.verdict
+            if buffered.passthrough or verdict is None:
+                raise
+            # Answer first: an outer error page (Starlette's debug page) would
+            # print the exception, and its message may quote record data.
+            if verdict.grant is None:
+                await send_verdict(send, verdict)
+            else:
+                await send_verdict(send, unredactable(verdict, "the view raised"))
+            raise
         if buffered.passthrough or exchange.verdict is None:
             return
         await self._answer(send, exchange.verdict, buffered)

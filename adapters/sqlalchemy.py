@@ -108,13 +108,20 @@ class SqlAlchemySource:
         return self.query.with_only_columns(*self._wanted(fields), maintain_column_froms=True)
 
     def _ids(self, student_ids: Collection[str]) -> dict[Any, str]:
-        """Database id → request id, leaving out ids the column's type cannot hold."""
+        """Database id → request id, leaving out ids the column's type cannot hold.
+
+        Only an id in its own canonical spelling counts: int("0100"),
+        int(" 1_00") and int("\\uff11\\uff10\\uff10") are all 100, but the
+        decision was about the id as asked, not about student 100.
+        """
         out: dict[Any, str] = {}
         for sid in student_ids:
             try:
-                out[self.id_type(sid)] = sid
+                value = self.id_type(sid)
             except (TypeError, ValueError):
                 continue
+            if str(value) == sid:
+                out[value] = sid
         return out
 
     def _rows(self, statement: Select[Any]) -> list[dict[str, Any]]:

@@ -197,6 +197,28 @@ def test_starlette_non_json_responses_never_leak(gk: Gatekeeper) -> None:
     assert calls == ["html", "stream"]
 
 
+def test_starlette_view_exception_shows_no_debug_page(gk: Gatekeeper) -> None:
+    # Starlette's debug page (outside every middleware) prints the exception,
+    # and an application's message may quote the record it was working on.
+    async def broken(request: Request) -> Response:
+        raise ValueError(f"cannot render {record(request.path_params['sid'])}")
+
+    def request_for(request: Request) -> dict[str, Any] | None:
+        return access_request("teacher", request.path_params.get("sid", STUDENT_OF["teacher"]))
+
+    app = Starlette(
+        debug=True,
+        routes=[Route("/students/{sid}", broken)],
+        middleware=[Middleware(GatekeeperMiddleware, gatekeeper=gk, request_for=request_for)],
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.get(f"/students/{STUDENT_OF['teacher']}")
+    assert response.status_code == 500
+    assert response.json()["error"] == "unredactable_response"
+    assert response.headers[HEADER] == response.json()["decision_id"]
+    assert_no_record_data(response.content)
+
+
 def test_starlette_builder_failures_and_unguarded_routes(gk: Gatekeeper) -> None:
     calls: list[str] = []
     client = TestClient(starlette_app(gk, calls))

@@ -222,6 +222,24 @@ def test_select_with_join_and_integer_ids(db: tuple[Engine, list[str]], gk: Gate
     assert records.get(access_request("teacher", "999")) is None
 
 
+def test_integer_ids_match_only_their_own_spelling(
+    db: tuple[Engine, list[str]], gk: Gatekeeper
+) -> None:
+    # The decision (and its audit entry) is about the id as asked: "0100" or
+    # "1_00" is not student 100, whose own request may well be refused.
+    engine, _statements = db
+    source = SqlAlchemySource(engine, enrollments, id_column="student_no", field_map=FIELD_MAP)
+    records = GuardedSource(gk, source)
+    number = str(100 + IDS.index(STUDENT_OF["teacher"]))
+    assert records.get(access_request("teacher", number)) is not None
+    for alias in ("0" + number, f" {number}", "+" + number, f"{number[0]}_{number[1:]}",
+                  "\uff11" + number[1:]):  # fmt: skip
+        assert records.get(access_request("teacher", alias)) is None, alias
+    alias = "0" + number
+    roster = records.get_many([access_request("teacher", number), access_request("teacher", alias)])
+    assert set(roster.records) == {number} and roster.missing == (alias,)
+
+
 def test_roster_decides_each_student_then_queries_once(
     db: tuple[Engine, list[str]], gk: Gatekeeper
 ) -> None:
