@@ -334,7 +334,11 @@ class Gatekeeper:
         bulk basis covers is for the SIS to scope, not for field redaction)
         before the block runs.
         """
-        parsed = self.parse(request) if not isinstance(request, AccessRequest) else request
+        try:
+            parsed = self.parse(request) if not isinstance(request, AccessRequest) else request
+        except RequestError:
+            # decide() writes the invalid request's deny entry to the audit log.
+            raise AccessDenied(self.decide(request)) from None
         decision = self.enforce(parsed)
         blocking = [o for o in decision.obligations if o in self.blocking_obligations]
         pending = [o for o in blocking if o not in _MET_BY_REDACTION]

@@ -87,6 +87,25 @@ def test_bulk_results_are_redacted_per_record_but_held_by_the_guard(gk: Any) -> 
     ]
 
 
+def test_an_invalid_request_through_the_guard_is_an_audited_deny(gk: Any) -> None:
+    ran: list[bool] = []
+    bad = {**CASES["A04"], "nondisclosure_ordr": True}  # a typo: unknown key
+
+    @gk.guard(lambda: bad)
+    def lookup() -> dict[str, Any]:
+        ran.append(True)
+        return RECORD
+
+    size = gk.audit.size()
+    with pytest.raises(AccessDenied) as info:
+        lookup()
+    assert ran == []
+    assert info.value.decision.decision == "deny"
+    assert gk.audit.size() == size + 1  # the refusal is in the signed log
+    (stored,) = gk.audit.store.read_entries(size, size + 1)
+    assert json.loads(stored.data)["kind"] == "invalid_request"
+
+
 def test_nested_paths_and_unknown_keys() -> None:
     redactor = Redactor({"guardian.phone": "guardian_contacts"})
     out = redactor.redact(RECORD, ["guardian_contacts"])

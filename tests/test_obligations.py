@@ -791,6 +791,28 @@ def test_a_bulk_permit_waits_for_its_scoping_to_be_acknowledged(sqlite_gk: Gatek
     assert grant.redact([{"givenName": "Ana", "dob": "2011-01-01"}]) == [{"givenName": "Ana"}]
 
 
+def test_a_bulk_permit_stays_held_when_the_pack_does_not_list_redaction_as_blocking(
+    engine: EmbeddedEngine, tmp_path: Path
+) -> None:
+    # access() holds every bulk permit with REDACT_OUT_OF_SCOPE (the SIS must scope
+    # the students); release() must not let it go without a signed acknowledgment.
+    with AuditLog.open_sqlite(tmp_path, origin=ORIGIN) as log:
+        gk = Gatekeeper(
+            engine=engine,
+            audit=log,
+            blocking_obligations=BLOCKING_OBLIGATIONS - {"REDACT_OUT_OF_SCOPE"},
+        )
+        with pytest.raises(ReleaseHeld) as held, gk.access(CASES[BULK_VENDOR]):
+            pytest.fail("a bulk permit must not enter the block")
+        decision_id = held.value.decision.decision_id
+        with pytest.raises(ReleaseHeld) as still:
+            gk.release(decision_id)
+        assert still.value.pending == ("REDACT_OUT_OF_SCOPE",)
+        redact = rows_of(gk, decision_id)["REDACT_OUT_OF_SCOPE"]
+        gk.obligations.ack(redact.id, by="SIS admin", note="export scoped")
+        assert gk.release(decision_id).decision.permitted
+
+
 def test_release_trusts_only_signed_acknowledgments(sqlite_gk: Gatekeeper, tmp_path: Path) -> None:
     gk = sqlite_gk
     first = gk.decide(CASES[COURT_ORDER])
@@ -896,6 +918,20 @@ def test_routing_configuration(tmp_path: Path) -> None:
     loaded = gatekeeper.config.load_settings(config)
     assert loaded.obligations is not None
     assert loaded.obligations.webhooks[0].secret_env == "TEST_WEBHOOK_SECRET"
+
+
+def test_webhook_urls_with_credentials_are_refused() -> None:
+    # urllib does not send URL credentials; they would only end up, in clear, in
+    # the row's last_error and the dispatcher's log ("nonnumeric port: 's3cret@…'").
+    url = "https://hook-user:s3cret@hooks.example/x"
+    with pytest.raises(ValueError) as direct:
+        WebhookDispatcher(url=url, secret=SECRET)
+    assert "s3cret" not in str(direct.value)
+    with pytest.raises(GatekeeperError) as info:
+        parse_obligation_settings(
+            {"webhook": [{"codes": ["NOTIFY_LEGAL"], "url": url, "secret_env": "X"}]}
+        )
+    assert info.value.reason == "config" and "s3cret" not in str(info.value)
 
 
 # --- the command line --------------------------------------------------------------------

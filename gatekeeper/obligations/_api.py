@@ -217,6 +217,13 @@ class Obligations:
         if entry.get("bulk") is None:
             # One named student: the guard's redaction releases only the allowed fields.
             required = [c for c in required if c not in MET_BY_REDACTION]
+        else:
+            # A bulk permit: field redaction cannot scope the students, so its
+            # REDACT_OUT_OF_SCOPE holds the release (as in ``access``) even when
+            # the pack does not list it as blocking.
+            required += [
+                c for c in decision.obligations if c in MET_BY_REDACTION and c not in required
+            ]
         by_code = {r.code: r for r in rows}
         still_open = tuple(
             c for c in required if c not in by_code or not self._acknowledged(by_code[c])

@@ -175,6 +175,11 @@ def _webhook(raw: Any, where: str) -> WebhookRoute:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _config_error(f"{where}: url must be an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise _config_error(
+            f"{where}: url must carry no credentials (user:password@); "
+            "the webhook secret signs each body"
+        )
     env, file = values.get("secret_env"), values.get("secret_file")
     if (env is None) == (file is None):
         raise _config_error(

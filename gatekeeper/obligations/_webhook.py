@@ -71,6 +71,9 @@ class WebhookDispatcher:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("a webhook URL is http:// or https://")
+        if parts.username is not None or parts.password is not None:
+            # Never sent by urllib; they would only leak into errors and logs.
+            raise ValueError("a webhook URL carries no credentials (the secret signs the body)")
         if not secret:
             raise ValueError("a webhook needs a non-empty secret")
         self.url = url
