@@ -53,6 +53,7 @@ __all__ = [
     "redact_body",
     "unredactable",
     "view_error",
+    "view_raised",
 ]
 
 #: Response header carrying the decision id of a guarded request.
@@ -175,6 +176,13 @@ def unredactable(verdict: Verdict, why: str) -> Verdict:
             "nothing was released",
         },
     )
+
+
+def view_raised(verdict: Verdict, exc: BaseException) -> Verdict:
+    """A guarded view raised: answer 500 here, so no outer debug page shows its message."""
+    # The type only: the message may quote the record the view was working on.
+    _log.error("adapter_view_raised", decision_id=verdict.decision_id, error=type(exc).__name__)
+    return unredactable(verdict, "the view raised")
 
 
 def view_error(verdict: Verdict, status: int) -> Verdict:

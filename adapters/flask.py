@@ -34,9 +34,9 @@ response, or any other non-JSON one, is replaced by a 500. The decision is in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from flask import Request as FlaskRequest
@@ -52,7 +52,12 @@ from ._common import (
     decide,
     redact_body,
     unredactable,
+    view_raised,
 )
+from .wsgi import ENVIRON_KEY, _log_to_server, respond
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["FlaskGatekeeper"]
 
@@ -107,6 +112,7 @@ class FlaskGatekeeper:
         )
         app.before_request(self._before)
         app.after_request(self._after)
+        app.wsgi_app = _AnswerViewErrors(app.wsgi_app)  # type: ignore[method-assign]
 
     @staticmethod
     def guarded(request_for: RequestBuilder) -> Callable[[_F], _F]:
@@ -139,6 +145,7 @@ class FlaskGatekeeper:
             return None
         verdict = decide(state.gatekeeper, built, state.redactor)
         g.gatekeeper_verdict = verdict
+        request.environ[ENVIRON_KEY] = verdict  # for _AnswerViewErrors
         g.gatekeeper_decision = verdict.decision
         if verdict.grant is None:
             return _refusal(verdict)  # Flask skips the view
@@ -165,3 +172,22 @@ class FlaskGatekeeper:
         response.set_data(redacted)
         response.headers[DECISION_HEADER] = str(verdict.decision_id)
         return response
+
+
+class _AnswerViewErrors:
+    """Around ``app.wsgi_app``: a guarded view's exception that Flask propagates
+    (debug mode, ``PROPAGATE_EXCEPTIONS``) is answered with a 500 here, so an outer
+    debugger page cannot print its message, which may quote record data."""
+
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self.wsgi_app(environ, start_response)
+        except Exception as exc:
+            verdict = environ.get(ENVIRON_KEY)
+            if not isinstance(verdict, Verdict) or verdict.grant is None:
+                raise
+            _log_to_server(environ)
+            return respond(view_raised(verdict, exc), start_response)

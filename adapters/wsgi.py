@@ -26,6 +26,8 @@ those of :mod:`gatekeeper.adapters._common`.
 
 from __future__ import annotations
 
+import contextlib
+import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,7 @@ from ._common import (
     decide,
     redact_body,
     unredactable,
+    view_raised,
 )
 
 if TYPE_CHECKING:
@@ -78,6 +81,18 @@ def respond(verdict: Verdict, start_response: StartResponse) -> list[bytes]:
     return [body]
 
 
+def _log_to_server(environ: WSGIEnvironment) -> None:
+    """Write the exception being handled to the server's error stream (``wsgi.errors``),
+    where a WSGI server logs an application's exception; never to the client."""
+    stream = environ.get("wsgi.errors")
+    if stream is None:
+        return
+    # A broken error stream loses the traceback only (never re-raise: the outer
+    # debugger would print the original exception chained to it).
+    with contextlib.suppress(Exception):
+        traceback.print_exc(file=stream)
+
+
 class GatekeeperWSGIMiddleware:
     """WSGI middleware; see the module documentation."""
 
@@ -110,27 +125,39 @@ class GatekeeperWSGIMiddleware:
 
         started: list[tuple[str, list[tuple[str, str]]]] = []
         written: list[bytes] = []
+        size = 0
+        too_large = False
+
+        def write(chunk: bytes) -> None:  # the legacy write() callable: buffered and counted
+            nonlocal size, too_large
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                too_large = True
+            else:
+                written.append(chunk)
 
         def capture(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
             started[:] = [(status, list(headers))]
-            return written.append  # the legacy write() callable: buffered too
+            return write
 
-        result = self.app(environ, capture)
-        size = 0
-        too_large = False
         try:
-            for chunk in result:
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    too_large = True
-                    break
-                written.append(chunk)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            result = self.app(environ, capture)
+            try:
+                for chunk in result:
+                    if too_large:
+                        break
+                    write(chunk)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception as exc:
+            # Answer here: an outer error page (Werkzeug's debugger) would print
+            # the exception, and its message may quote record data.
+            _log_to_server(environ)
+            return respond(view_raised(verdict, exc), start_response)
         if not started:
             return respond(unredactable(verdict, "no response"), start_response)
         if too_large:

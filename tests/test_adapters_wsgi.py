@@ -5,6 +5,7 @@ Real decisions: the embedded engine and a SQLite audit log in tmp_path.
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, Response, g, jsonify, request, send_file
+from werkzeug.debug import DebuggedApplication
 from werkzeug.test import Client
 
 import gatekeeper
@@ -62,6 +64,20 @@ def wsgi_app(calls: list[str]) -> Any:
         if path.endswith("/page"):
             start_response("200 OK", [("Content-Type", "text/html")])
             return [f"<p>{record(sid)}</p>".encode()]
+        if path.endswith("/raise"):  # the message quotes the record
+            raise ValueError(f"cannot render {record(sid)}")
+        if path.endswith("/raise-late"):  # raises while its body is read
+
+            def late() -> Iterator[bytes]:
+                yield b"{"
+                raise ValueError(f"cannot render {record(sid)}")
+
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return late()
+        if path.endswith("/write-only"):  # the whole body through write()
+            write = start_response("200 OK", [("Content-Type", "application/json")])
+            write(json.dumps(record(sid)).encode())
+            return []
         if path.endswith("/legacy-write"):  # the old write() callable, then a JSON body
             write = start_response("200 OK", [("Content-Type", "application/json")])
             write(json.dumps(record(sid))[:20].encode())
@@ -85,8 +101,10 @@ def wsgi_request_for(environ: dict[str, Any]) -> dict[str, Any] | None:
     return access_request(environ.get("HTTP_X_USER"), path.strip("/").split("/")[1])
 
 
-def wsgi_client(gk: Gatekeeper, calls: list[str]) -> Client:
-    wrapped = GatekeeperWSGIMiddleware(wsgi_app(calls), gatekeeper=gk, request_for=wsgi_request_for)
+def wsgi_client(gk: Gatekeeper, calls: list[str], **options: Any) -> Client:
+    wrapped = GatekeeperWSGIMiddleware(
+        wsgi_app(calls), gatekeeper=gk, request_for=wsgi_request_for, **options
+    )
     return Client(wrapped)
 
 
@@ -121,6 +139,37 @@ def test_wsgi_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.get_json()["error"] == "unredactable_response"
     assert_no_record_data(response.data)
     assert client.get("/health").data == b"ok"
+
+
+def test_wsgi_view_exception_shows_no_debug_page(gk: Gatekeeper) -> None:
+    # Werkzeug's debugger (outside the middleware) prints the exception, and
+    # an application's message may quote the record it was working on.
+    calls: list[str] = []
+    wrapped = GatekeeperWSGIMiddleware(wsgi_app(calls), gatekeeper=gk, request_for=wsgi_request_for)
+    errors = io.StringIO()
+    client = Client(DebuggedApplication(wrapped, evalex=False))
+    sid = STUDENT_OF["teacher"]
+    for path in ("raise", "raise-late"):
+        response = client.get(
+            f"/students/{sid}/{path}", headers={"X-User": "teacher"}, errors_stream=errors
+        )
+        assert response.status_code == 500, path
+        assert response.get_json()["error"] == "unredactable_response"
+        assert response.headers[HEADER] == response.get_json()["decision_id"]
+        assert_no_record_data(response.data)
+    assert "ValueError" in errors.getvalue()  # logged on the server's error stream
+
+
+def test_wsgi_size_cap_counts_write_callable(gk: Gatekeeper) -> None:
+    calls: list[str] = []
+    client = wsgi_client(gk, calls, max_body_bytes=50)
+    sid = STUDENT_OF["teacher"]
+    assert len(json.dumps(record(sid))) > 50
+    response = client.get(f"/students/{sid}/write-only", headers={"X-User": "teacher"})
+    assert response.status_code == 500
+    assert response.get_json()["error"] == "unredactable_response"
+    assert "larger than 50 bytes" in response.get_json()["message"]
+    assert_no_record_data(response.data)
 
 
 def test_wsgi_engine_down_is_a_503(gk: Gatekeeper) -> None:
@@ -193,6 +242,16 @@ def flask_app(gk: Gatekeeper, calls: list[str], *, global_builder: bool = False)
         calls.append("missing")
         return f"no record for {record(student_id)['home_address']}", 404
 
+    @app.get("/students/<student_id>/raise")
+    @records.guarded(flask_request_for)
+    def broken(student_id: str) -> Any:
+        calls.append("raise")
+        raise ValueError(f"cannot render {record(student_id)}")
+
+    @app.get("/unguarded-broken")
+    def unguarded_broken() -> Any:
+        return 1 // 0
+
     @app.get("/unguarded/<student_id>")
     def unguarded(student_id: str) -> Any:
         return {"ok": True}
@@ -243,6 +302,25 @@ def test_flask_global_builder_decides_every_route(gk: Gatekeeper) -> None:
     client = flask_app(gk, calls, global_builder=True).test_client()
     response = client.get(f"/unguarded/{STUDENT_OF['ice']}", headers={"X-User": "ice"})
     assert response.status_code == 403
+
+
+def test_flask_view_exception_shows_no_debug_page(gk: Gatekeeper) -> None:
+    # Debug mode propagates the exception to Werkzeug's debugger, which prints it.
+    calls: list[str] = []
+    app = flask_app(gk, calls)
+    app.debug = True
+    client = Client(DebuggedApplication(app, evalex=False))
+    sid = STUDENT_OF["teacher"]
+    response = client.get(f"/students/{sid}/raise", headers={"X-User": "teacher"})
+    assert response.status_code == 500
+    assert response.get_json()["error"] == "unredactable_response"
+    assert response.headers[HEADER] == response.get_json()["decision_id"]
+    assert_no_record_data(response.data)
+    assert calls == ["raise"]
+    # an unguarded route's exception is the application's own business
+    app.testing = True
+    with pytest.raises(ZeroDivisionError):
+        app.test_client().get("/unguarded-broken")
 
 
 def test_flask_failures_are_503_or_500(gk: Gatekeeper) -> None:
