@@ -11,21 +11,28 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from gatekeeper._serving import start_in_thread
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.show import iter_entries
-from gatekeeper.errors import EngineError, GatekeeperError
+from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, PolicyEngine, load_pack
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.guard import Gatekeeper
 from gatekeeper.oneroster.config import ProxyConfig, load_proxy_config
 from gatekeeper.oneroster.mapping import FieldMapping
@@ -390,50 +397,83 @@ def test_upstream_down_is_502_with_nothing_leaked(data_dir: Path, tmp_path: Path
             assert response.headers["X-Gatekeeper-Decision"].startswith("permit")
 
 
-class ScriptedEngine:
-    """A policy engine that answers what the test says (or fails)."""
-
-    name = "scripted"
-    revision = "sha256:" + "0" * 64
-
-    def __init__(self, answer: dict[str, Any] | None) -> None:
-        self.answer = answer
-
-    def evaluate(self, policy_input: Any) -> dict[str, Any]:
-        if self.answer is None:
-            raise EngineError("the engine is down")
-        return {**self.answer, "allowed_fields": list(policy_input["fields"])}
-
-    def close(self) -> None:
-        pass
+def real_engine(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None] | None = None
+) -> EmbeddedEngine:
+    """A real embedded engine over the shipped pack, or over a copy of it whose
+    catalog ``edit`` changes (a district's pack that decides differently)."""
+    if edit is None:
+        return EmbeddedEngine(load_pack(REPO / "policies"))
+    root = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", root)
+    data = root / "catalog" / "data.json"
+    catalog = json.loads(data.read_text(encoding="utf-8"))
+    edit(catalog)
+    data.write_text(json.dumps(catalog), encoding="utf-8")
+    return EmbeddedEngine(load_pack(root))
 
 
-PERMIT = {"decision": "permit", "rules": ["FERPA-1"], "obligations": ["REDACT_OUT_OF_SCOPE"],
-          "denied_fields": [], "guidance": "", "immigration_context": False}  # fmt: skip
+def engine_down(tmp_path: Path) -> OpaServerEngine:
+    """A real OPA engine client whose server is not running (connection refused)."""
+    pack = load_pack(REPO / "policies")
+    return OpaServerEngine(pack, url=f"http://127.0.0.1:{free_port()}", timeout=0.25)
+
+
+def ferpa1_obliges(code: str, *, blocking: bool | None = None) -> Callable[[dict[str, Any]], None]:
+    """A catalog edit: FERPA-1 (the teacher's deciding rule) also obliges ``code``;
+    ``blocking`` marks it blocking (True) or not (False) in the catalog."""
+
+    def edit(catalog: dict[str, Any]) -> None:
+        catalog["rules"]["FERPA-1"]["obligations"].append(code)
+        if code not in catalog["obligation_order"]:  # final_obligations iterate this order
+            catalog["obligation_order"].append(code)
+            catalog["guidance"]["obligations"][code] = f"Meet {code} before release."
+        listed = catalog["blocking_obligations"]
+        if blocking and code not in listed:
+            listed.append(code)
+        elif blocking is False and code in listed:
+            listed.remove(code)
+
+    return edit
 
 
 @pytest.mark.parametrize(
-    ("answer", "who", "path", "status", "error"),
+    ("scenario", "who", "path", "status", "error", "held_for"),
     [
-        (None, "teacher", "/students/stu-00001", 503, "unavailable"),
-        ({**PERMIT, "obligations": ["REDACT_OUT_OF_SCOPE", "NOTIFY_PARENT_PRE"]},
-         "teacher", "/students/stu-00001", 403, "release_held"),
-        ({**PERMIT, "rules": ["DIR-01"]}, "busco", "/students", 403, "release_held"),
-        ({**PERMIT, "rules": ["FERPA-1V"]}, "busco", "/students", 200, None),
+        ("engine_down", "teacher", "/students/stu-00001", 503, "unavailable", None),
+        # a pack whose teacher permit carries NOTIFY_PARENT_PRE (blocking)
+        ("notify_parent_pre", "teacher", "/students/stu-00001", 403, "release_held",
+         ["NOTIFY_PARENT_PRE"]),
+        # busco's bulk permit (FERPA-1V) when FERPA-1V is not a bulk-release rule
+        ("bulk_rule_not_released", "busco", "/students", 403, "release_held",
+         ["REDACT_OUT_OF_SCOPE"]),
+        # ... and when it is (examples/proxy.toml)
+        ("bulk_rule_released", "busco", "/students", 200, None, None),
     ],
 )  # fmt: skip
 def test_engine_failure_and_held_releases(
     sis: DemoSISHandle,
     tmp_path: Path,
-    answer: dict[str, Any] | None,
+    scenario: str,
     who: str,
     path: str,
     status: int,
     error: str | None,
+    held_for: list[str] | None,
 ) -> None:
-    config = ProxyConfig.from_dict(example_document(sis.url))
+    document = example_document(sis.url)
+    engine: PolicyEngine
+    if scenario == "engine_down":
+        engine = engine_down(tmp_path)
+    elif scenario == "notify_parent_pre":
+        engine = real_engine(tmp_path, ferpa1_obliges("NOTIFY_PARENT_PRE"))
+    else:
+        engine = real_engine(tmp_path)
+        if scenario == "bulk_rule_not_released":
+            document["proxy"]["bulk_release_rules"] = ["FERPA-1"]
+    config = ProxyConfig.from_dict(document)
     audit = AuditLog.open_sqlite(tmp_path)
-    gatekeeper = Gatekeeper(engine=ScriptedEngine(answer), audit=audit)
+    gatekeeper = Gatekeeper(engine=engine, audit=audit)
     before = sis.stats.count
     with start_proxy(config, gatekeeper=gatekeeper) as proxy:
         response = httpx.get(
@@ -443,16 +483,73 @@ def test_engine_failure_and_held_releases(
     if error is not None:
         assert response.json()["error"] == error
         unchanged(sis, before)
+    if scenario == "engine_down":
+        assert response.json()["reason"] == "engine_unreachable"
+    if held_for is not None:
+        assert response.json()["held_for"] == held_for
     decision_id = response.headers["X-Gatekeeper-Decision"].split("id=")[1]
-    assert decision_id in {e["decision_id"] for _, e in iter_entries(audit.store)}
+    entries = {e["decision_id"]: e for _, e in iter_entries(audit.store) if "decision_id" in e}
+    assert decision_id in entries
+    if scenario.startswith("bulk"):  # the real pack's bulk permit, on FERPA-1V
+        assert entries[decision_id]["rules"][0] == "FERPA-1V"
     gatekeeper.close()
 
 
-def _mock_upstream(body: bytes, status: int = 200) -> httpx.MockTransport:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, content=body, headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    ("edit", "blocking", "status", "held_for"),
+    [
+        # the pack's catalog marks a district obligation blocking: it holds the release
+        (ferpa1_obliges("NOTIFY_DISTRICT_HOLD", blocking=True),
+         {"NOTIFY_PARENT_PRE", "REDACT_OUT_OF_SCOPE", "VERIFY_CONSENT", "VERIFY_IDENTITY",
+          "NOTIFY_DISTRICT_HOLD"}, 403, ["NOTIFY_DISTRICT_HOLD"]),
+        # ... and one the catalog does not mark blocking does not
+        (ferpa1_obliges("NOTIFY_PARENT_PRE", blocking=False),
+         {"REDACT_OUT_OF_SCOPE", "VERIFY_CONSENT", "VERIFY_IDENTITY"}, 200, None),
+    ],
+    ids=["district-code-blocking", "parent-pre-not-blocking"],
+)  # fmt: skip
+def test_release_is_held_by_the_gatekeepers_blocking_set(
+    sis: DemoSISHandle,
+    tmp_path: Path,
+    edit: Callable[[dict[str, Any]], None],
+    blocking: set[str],
+    status: int,
+    held_for: list[str] | None,
+) -> None:
+    config = ProxyConfig.from_dict(example_document(sis.url))
+    audit = AuditLog.open_sqlite(tmp_path)
+    # No blocking_obligations argument: the Gatekeeper reads the pack's catalog.
+    gatekeeper = Gatekeeper(engine=real_engine(tmp_path, edit), audit=audit)
+    assert gatekeeper.blocking_obligations == blocking
+    before = sis.stats.count
+    with start_proxy(config, gatekeeper=gatekeeper) as proxy:
+        response = httpx.get(
+            proxy.base_url + "/students/stu-00001",
+            headers={"Authorization": f"Bearer {TOKENS['teacher']}"},
+            timeout=30,
+        )
+    assert response.status_code == status, response.text
+    if held_for is not None:
+        assert response.json()["error"] == "release_held"
+        assert response.json()["held_for"] == held_for
+        unchanged(sis, before)
+    decision_id = response.headers["X-Gatekeeper-Decision"].split("id=")[1]
+    entries = {e["decision_id"]: e for _, e in iter_entries(audit.store) if "decision_id" in e}
+    code = "NOTIFY_DISTRICT_HOLD" if held_for else "NOTIFY_PARENT_PRE"
+    assert code in entries[decision_id]["obligations"]  # the real policy obliged it
+    gatekeeper.close()
 
-    return httpx.MockTransport(answer)
+
+@contextmanager
+def fixed_upstream(body: bytes, status: int = 200) -> Iterator[str]:
+    """A real upstream on loopback answering ``body`` with ``status`` to any GET."""
+
+    async def answer(request: Request) -> Response:
+        return Response(body, status_code=status, media_type="application/json")
+
+    app = Starlette(routes=[Route("/{path:path}", answer)])
+    with start_in_thread(app, name="fixed-upstream") as server:
+        yield server.url
 
 
 @pytest.mark.parametrize(
@@ -468,31 +565,33 @@ def _mock_upstream(body: bytes, status: int = 200) -> httpx.MockTransport:
 def test_upstream_errors_pass_no_body(
     tmp_path: Path, body: bytes, status: int, expected: int
 ) -> None:
-    config = ProxyConfig.from_dict(example_document("http://sis.invalid"))
-    proxy = open_proxy(config, data_dir=tmp_path, transport=_mock_upstream(body, status))
-    with start_in_thread(proxy.app, on_stop=proxy.close) as server:
-        response = httpx.get(
-            server.url + PREFIX + "/students/stu-00001",
-            headers={"Authorization": f"Bearer {TOKENS['teacher']}"},
-        )
+    with fixed_upstream(body, status) as upstream:
+        config = ProxyConfig.from_dict(example_document(upstream))
+        proxy = open_proxy(config, data_dir=tmp_path)
+        with start_in_thread(proxy.app, on_stop=proxy.close) as server:
+            response = httpx.get(
+                server.url + PREFIX + "/students/stu-00001",
+                headers={"Authorization": f"Bearer {TOKENS['teacher']}"},
+            )
     assert response.status_code == expected
     assert "Ana Lopez" not in response.text and "oops" not in response.text
 
 
 def test_truncated_collection_aborts_the_response(tmp_path: Path) -> None:
     body = b'{"users": [{"sourcedId": "a", "givenName": "Ana", "ssn": "123"}, {"sourcedId": "b"'
-    config = ProxyConfig.from_dict(example_document("http://sis.invalid"))
-    proxy = open_proxy(config, data_dir=tmp_path, transport=_mock_upstream(body))
     received = b""
-    with start_in_thread(proxy.app, on_stop=proxy.close) as server:
-        with pytest.raises(httpx.RemoteProtocolError):
-            with httpx.stream(
-                "GET", server.url + PREFIX + "/students",
-                headers={"Authorization": f"Bearer {TOKENS['busco']}"},
-            ) as response:  # fmt: skip
-                assert response.status_code == 200
-                for chunk in response.iter_bytes():
-                    received += chunk
+    with fixed_upstream(body) as upstream:
+        config = ProxyConfig.from_dict(example_document(upstream))
+        proxy = open_proxy(config, data_dir=tmp_path)
+        with start_in_thread(proxy.app, on_stop=proxy.close) as server:
+            with pytest.raises(httpx.RemoteProtocolError):
+                with httpx.stream(
+                    "GET", server.url + PREFIX + "/students",
+                    headers={"Authorization": f"Bearer {TOKENS['busco']}"},
+                ) as response:  # fmt: skip
+                    assert response.status_code == 200
+                    for chunk in response.iter_bytes():
+                        received += chunk
     assert b"123" not in received and b"ssn" not in received
 
 

@@ -374,7 +374,10 @@ class OneRosterProxy:
         detail = {**ids, "rules": list(decision.rules), "guidance": decision.guidance}
         if not decision.permitted:
             return _error(403, "access_denied", decision.guidance, headers, **detail)
-        pending = [o for o in decision.blocking_obligations if o not in _RELEASE_MET_BY_PROXY]
+        blocking = self.gatekeeper.blocking_obligations  # the pack's catalog, not the built-in set
+        pending = [
+            o for o in decision.obligations if o in blocking and o not in _RELEASE_MET_BY_PROXY
+        ]
         if pending:
             return _error(
                 403,
