@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gatekeeper.audit.merkle import (
     EMPTY_ROOT,
+    Frontier,
     MemoryHashStore,
     ProofError,
     check_record,
@@ -867,12 +868,15 @@ def test_stored_hashes_is_what_the_memory_store_keeps() -> None:
         return [hashes[i] for i in indexes]
 
     store = MemoryHashStore()
+    frontier = Frontier()  # what verify and the reports rebuild the tree with
     for n, data in enumerate(_records(600)):
         assert stored_hash_index(0, n) == len(hashes)
         new = stored_hashes(n, data, read)
         hashes.extend(new)
         assert store.append_record(data) == (n, new[0])
         assert len(hashes) == stored_hash_count(n + 1)
+        assert frontier.append(leaf_hash(data)) == new
+        assert frontier.root() == tree_hash(n + 1, read) == store.root()
     assert store.read_hashes(range(len(hashes))) == hashes
     for n in (1, 2, 3, 255, 256, 257, 511, 600):
         assert tree_hash(n, read) == store.root(n)

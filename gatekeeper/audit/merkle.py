@@ -59,6 +59,7 @@ __all__ = [
     "HASH_SIZE",
     "TILE_HEIGHT",
     "TILE_WIDTH",
+    "Frontier",
     "MemoryHashStore",
     "ProofError",
     "ReadHashes",
@@ -119,6 +120,41 @@ def leaf_hash(data: bytes) -> bytes:
 def node_hash(left: bytes, right: bytes) -> bytes:
     """The hash of an interior node: ``SHA-256(0x01 || left || right)``."""
     return _sha256(_NODE_PREFIX + left + right).digest()
+
+
+class Frontier:
+    """The right edge of a tree built leaf by leaf: complete subtrees, largest first.
+
+    ``append`` returns the stored hashes a leaf adds (Go tlog order); ``root``
+    is the tree hash of the ``count`` leaves so far, in O(log n).
+    """
+
+    __slots__ = ("count", "stack")
+
+    def __init__(self) -> None:
+        self.stack: list[bytes] = []
+        self.count = 0
+
+    def append(self, leaf: bytes) -> list[bytes]:
+        """Add a leaf hash; return the stored hashes it adds (Go tlog order)."""
+        h = leaf
+        out = [h]
+        n = self.count
+        while n & 1:
+            h = node_hash(self.stack.pop(), h)
+            out.append(h)
+            n >>= 1
+        self.stack.append(h)
+        self.count += 1
+        return out
+
+    def root(self) -> bytes:
+        if not self.stack:
+            return EMPTY_ROOT
+        h = self.stack[-1]
+        for left in reversed(self.stack[:-1]):
+            h = node_hash(left, h)
+        return h
 
 
 def _maxpow2(n: int) -> tuple[int, int]:
@@ -533,20 +569,18 @@ class MemoryHashStore:
     record); ``read_hashes`` is a valid :data:`ReadHashes`.
     """
 
-    __slots__ = ("_frontier", "_hashes", "_size")
+    __slots__ = ("_frontier", "_hashes")
 
     def __init__(self, records: Iterable[bytes] = ()) -> None:
         self._hashes: list[bytes] = []
-        # Hashes of the complete subtrees of the tree, largest (leftmost) first.
-        self._frontier: list[bytes] = []
-        self._size = 0
+        self._frontier = Frontier()
         for data in records:
             self.append_record(data)
 
     @property
     def size(self) -> int:
         """The number of records."""
-        return self._size
+        return self._frontier.count
 
     def append_record(self, data: bytes) -> tuple[int, bytes]:
         """Append a record; return its index and leaf hash."""
@@ -556,19 +590,8 @@ class MemoryHashStore:
         """Append a record by its leaf hash; return its index and the leaf hash."""
         if len(leaf) != HASH_SIZE:
             raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf)}")
-        n = self._size
-        hashes = self._hashes
-        frontier = self._frontier
-        hashes.append(leaf)
-        h = leaf
-        # Each trailing 1 bit of n: the new subtree completes one of equal size.
-        x = n
-        while x & 1:
-            h = node_hash(frontier.pop(), h)
-            hashes.append(h)
-            x >>= 1
-        frontier.append(h)
-        self._size = n + 1
+        n = self._frontier.count
+        self._hashes.extend(self._frontier.append(leaf))
         return n, leaf
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
@@ -579,7 +602,7 @@ class MemoryHashStore:
         for i in indexes:
             if not 0 <= i < count:
                 raise ProofError(
-                    f"stored hash {i} does not exist in a tree of {self._size} records",
+                    f"stored hash {i} does not exist in a tree of {self._frontier.count} records",
                     reason="audit_hash_store_invalid",
                 )
             out.append(hashes[i])
@@ -587,14 +610,9 @@ class MemoryHashStore:
 
     def root(self, size: int | None = None) -> bytes:
         """The root of the whole tree, or of its first ``size`` records."""
-        if size is not None and size != self._size:
-            if not 0 <= size <= self._size:
-                raise ValueError(f"no tree of size {size} in a log of {self._size} records")
+        count = self._frontier.count
+        if size is not None and size != count:
+            if not 0 <= size <= count:
+                raise ValueError(f"no tree of size {size} in a log of {count} records")
             return tree_hash(size, self.read_hashes)
-        frontier = self._frontier
-        if not frontier:
-            return EMPTY_ROOT
-        h = frontier[-1]
-        for i in range(len(frontier) - 2, -1, -1):
-            h = node_hash(frontier[i], h)
-        return h
+        return self._frontier.root()

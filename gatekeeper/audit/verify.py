@@ -87,37 +87,6 @@ class VerifyReport:
             raise GatekeeperError(f"audit log does not verify: {shown}", reason="audit_invalid")
 
 
-class _Frontier:
-    """The right edge of the tree: complete subtrees, largest first."""
-
-    __slots__ = ("n", "stack")
-
-    def __init__(self) -> None:
-        self.stack: list[bytes] = []
-        self.n = 0
-
-    def append(self, leaf: bytes) -> list[bytes]:
-        """Add a leaf hash; return the stored hashes it adds (Go tlog order)."""
-        h = leaf
-        out = [h]
-        n = self.n
-        while n & 1:
-            h = merkle.node_hash(self.stack.pop(), h)
-            out.append(h)
-            n >>= 1
-        self.stack.append(h)
-        self.n += 1
-        return out
-
-    def root(self) -> bytes:
-        if not self.stack:
-            return merkle.EMPTY_ROOT
-        h = self.stack[-1]
-        for left in reversed(self.stack[:-1]):
-            h = merkle.node_hash(left, h)
-        return h
-
-
 #: A key's entry range: first_size <= index < last_size (None: no end); None: any index.
 _Range = tuple[int, int | None] | None
 
@@ -239,7 +208,7 @@ def verify_log(
     if 0 in wanted_roots:
         roots[0] = merkle.EMPTY_ROOT
 
-    frontier = _Frontier()
+    frontier = merkle.Frontier()
     bad_entries: set[int] = set()
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and signatures == "all" else None
     futures = []

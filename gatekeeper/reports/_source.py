@@ -53,32 +53,6 @@ class ScanResult:
         return self.entries == provenance.size and self.root == provenance.root
 
 
-class _Frontier:
-    """The right edge of an RFC 6962 tree built leaf by leaf (largest subtree first)."""
-
-    __slots__ = ("count", "stack")
-
-    def __init__(self) -> None:
-        self.stack: list[bytes] = []
-        self.count = 0
-
-    def append(self, leaf: bytes) -> None:
-        h, n = leaf, self.count
-        while n & 1:
-            h = merkle.node_hash(self.stack.pop(), h)
-            n >>= 1
-        self.stack.append(h)
-        self.count += 1
-
-    def root(self) -> bytes:
-        if not self.stack:
-            return merkle.EMPTY_ROOT
-        h = self.stack[-1]
-        for left in reversed(self.stack[:-1]):
-            h = merkle.node_hash(left, h)
-        return h
-
-
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A verified checkpoint of one log, and the store to read its entries from."""
@@ -148,7 +122,7 @@ class Snapshot:
         """Feed entries ``0..size-1`` to each aggregator, in one pass; re-hash them."""
         targets = list(aggregators)
         size = self.provenance.size
-        frontier = _Frontier()
+        frontier = merkle.Frontier()
         unreadable = 0
         expected = 0
         try:
