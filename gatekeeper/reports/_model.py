@@ -6,11 +6,15 @@ import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.request import DEFAULT_TIMEZONE
+
+if TYPE_CHECKING:
+    from gatekeeper.audit.note import Checkpoint
+    from gatekeeper.audit.verify import VerifyReport
 
 __all__ = ["Chart", "Period", "Provenance", "Report", "ReportError", "Table"]
 
@@ -135,6 +139,24 @@ class Provenance:
     problems: tuple[str, ...] = ()
     entries_match: bool = True
     verified_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint, note: str, report: VerifyReport) -> Provenance:
+        """The provenance of ``checkpoint`` (its signed ``note``) as ``report`` verified it."""
+        return cls(
+            origin=checkpoint.origin,
+            size=checkpoint.size,
+            root=checkpoint.root,
+            checkpoint=note,
+            log_verified=report.ok,
+            verification=(
+                f"{report.summary()}; {report.checkpoints} checkpoints; signatures: "
+                f"{report.signature_mode} ({report.signatures_checked} checked)"
+            ),
+            signatures=report.signature_mode,
+            signatures_checked=report.signatures_checked,
+            problems=tuple(str(p) for p in report.problems[:20]),
+        )
 
     @property
     def root_base64(self) -> str:

@@ -102,20 +102,7 @@ class Snapshot:
             vkeys=list(vkeys) if vkeys else None,
             sample_rate=sample_rate,
         )
-        provenance = Provenance(
-            origin=checkpoint.origin,
-            size=checkpoint.size,
-            root=checkpoint.root,
-            checkpoint=note,
-            log_verified=report.ok,
-            verification=(
-                f"{report.summary()}; {report.checkpoints} checkpoints; signatures: "
-                f"{report.signature_mode} ({report.signatures_checked} checked)"
-            ),
-            signatures=report.signature_mode,
-            signatures_checked=report.signatures_checked,
-            problems=tuple(str(p) for p in report.problems[:20]),
-        )
+        provenance = Provenance.of(checkpoint, note, report)
         return cls(store=log.store, provenance=provenance, log=log)
 
     def scan(self, aggregators: Iterable[Aggregator], zone: ZoneInfo) -> ScanResult:

@@ -209,20 +209,7 @@ class LogView:
         problems.extend(str(p) for p in report.problems)
         provenance, verified, counts = None, None, None
         if checkpoint is not None and note is not None:
-            verified = provenance = Provenance(
-                origin=checkpoint.origin,
-                size=checkpoint.size,
-                root=checkpoint.root,
-                checkpoint=note,
-                log_verified=report.ok,
-                verification=(
-                    f"{report.summary()}; {report.checkpoints} checkpoints; signatures: "
-                    f"{report.signature_mode} ({report.signatures_checked} checked)"
-                ),
-                signatures=report.signature_mode,
-                signatures_checked=report.signatures_checked,
-                problems=tuple(str(p) for p in report.problems[:20]),
-            )
+            verified = provenance = Provenance.of(checkpoint, note, report)
             snapshot = Snapshot(store=self.store, provenance=provenance)
             counter = EntryCounter()
             try:
