@@ -225,20 +225,22 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from gatekeeper.audit.keys import _write_private
+    from gatekeeper._files import write_atomic
 
     out = Path(args.out)
     if out.exists():
         print(f"gatekeeper: {out} exists; not overwriting a key", file=sys.stderr)
         return 1
     key = Ed25519PrivateKey.generate()
-    _write_private(
+    write_atomic(
         out,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
+        mode=0o600,
+        dir_mode=0o700,
     )
     print(f"wrote a new Ed25519 signing key to {out} (mode 0600)")
     return 0

@@ -417,3 +417,16 @@ def test_largest_valid_request_still_leaves_an_entry(tmp_path: Path) -> None:
     assert len(stored.data) <= 65535
     assert "REPORT_BOARD" in json.loads(stored.data)["obligations"]
     gk.close()
+
+
+def test_keygen_writes_a_private_key_file_and_never_overwrites(tmp_path: Path) -> None:
+    out = tmp_path / "keys" / "log-key.pem"
+    made = run_cli(tmp_path, "audit", "keygen", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    assert (out.stat().st_mode & 0o777) == 0o600
+    assert (out.parent.stat().st_mode & 0o777) == 0o700
+    assert out.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    before = out.read_bytes()
+    again = run_cli(tmp_path, "audit", "keygen", "--out", str(out))
+    assert again.returncode == 1 and out.read_bytes() == before
+    assert [p.name for p in out.parent.iterdir()] == ["log-key.pem"]  # no temp file left

@@ -51,8 +51,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
-import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -63,6 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from gatekeeper._files import write_atomic
 from gatekeeper._logging import get_logger
 from gatekeeper.audit import merkle
 from gatekeeper.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
@@ -351,26 +350,6 @@ class TileHashReader:
 # -- state -----------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class WitnessState:
     """A witness's memory of one log: pinned keys, the latest checkpoint, the history."""
 
@@ -404,7 +383,9 @@ class WitnessState:
         return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
     def pin(self, vkeys: Sequence[str]) -> None:
-        _write_atomic(self.dir / "vkeys", "".join(f"{v}\n" for v in vkeys).encode("utf-8"))
+        write_atomic(
+            self.dir / "vkeys", "".join(f"{v}\n" for v in vkeys).encode("utf-8"), sync_dir=True
+        )
 
     def latest(self) -> str | None:
         """The latest accepted checkpoint note, or None."""
@@ -419,8 +400,10 @@ class WitnessState:
     def accept(self, note: str, checkpoint: Checkpoint) -> None:
         """Keep ``note`` in the history, then make it the latest (both atomic)."""
         data = note.encode("utf-8")
-        _write_atomic(self.dir / "history" / f"{checkpoint.size:020d}.checkpoint", data)
-        _write_atomic(self.dir / "checkpoint", data)
+        write_atomic(
+            self.dir / "history" / f"{checkpoint.size:020d}.checkpoint", data, sync_dir=True
+        )
+        write_atomic(self.dir / "checkpoint", data, sync_dir=True)
 
     def history(self) -> list[Path]:
         return sorted((self.dir / "history").glob("*.checkpoint"))
@@ -428,7 +411,7 @@ class WitnessState:
     def keep_evidence(self, kind: str, text: str) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         path = self.dir / "evidence" / f"{stamp}-{kind}.txt"
-        _write_atomic(path, text.encode("utf-8"))
+        write_atomic(path, text.encode("utf-8"), sync_dir=True)
         return path
 
 
