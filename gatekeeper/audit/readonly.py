@@ -24,29 +24,13 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from gatekeeper.audit.entry import AuditError
-from gatekeeper.audit.store import StoredEntry
+from gatekeeper.audit.store import LogReader, StoredEntry
 
 __all__ = ["LogReader", "ReadOnlySqliteStore", "open_readonly"]
-
-
-class LogReader(Protocol):
-    """The reading half of an audit store."""
-
-    def size(self) -> int: ...
-
-    def read_entries(self, start: int, end: int) -> list[StoredEntry]: ...
-
-    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]: ...
-
-    def checkpoints(self) -> list[tuple[int, str]]: ...
-
-    def latest_checkpoint(self) -> str | None: ...
-
-    def close(self) -> None: ...
 
 
 class ReadOnlySqliteStore:

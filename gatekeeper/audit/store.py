@@ -32,6 +32,7 @@ from gatekeeper.audit.outbox import ObligationRecord, OutboxOp
 __all__ = [
     "AppendedEntry",
     "AuditStore",
+    "LogReader",
     "OutboxStore",
     "SignCheckpoint",
     "SqliteStore",
@@ -55,14 +56,8 @@ class StoredEntry:
     signature: bytes
 
 
-class AuditStore(Protocol):
-    """Durable storage of one log."""
-
-    def append_batch(
-        self, entries: Sequence[tuple[bytes, bytes]], sign_checkpoint: SignCheckpoint
-    ) -> tuple[list[AppendedEntry], str]:
-        """Append (entry, signature) pairs and a checkpoint in one transaction."""
-        ...
+class LogReader(Protocol):
+    """The reading half of an audit store."""
 
     def size(self) -> int: ...
 
@@ -75,6 +70,16 @@ class AuditStore(Protocol):
     def latest_checkpoint(self) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+class AuditStore(LogReader, Protocol):
+    """Durable storage of one log."""
+
+    def append_batch(
+        self, entries: Sequence[tuple[bytes, bytes]], sign_checkpoint: SignCheckpoint
+    ) -> tuple[list[AppendedEntry], str]:
+        """Append (entry, signature) pairs and a checkpoint in one transaction."""
+        ...
 
 
 class OutboxStore(AuditStore, Protocol):
