@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -38,7 +37,8 @@ from gatekeeper.reports import (
     enforcement_report,
     render,
 )
-from tests.conftest import REPO_ROOT, skip_or_fail
+from tests.chromium import browse, screenshot_is_a_page
+from tests.conftest import REPO_ROOT
 
 CASES = [
     json.loads(line)
@@ -613,54 +613,13 @@ def test_cli_reports_state_the_checkpoint_of_audit_checkpoint(built: Built, tmp_
 # -- headless Chromium ------------------------------------------------------------------
 
 
-def chromium() -> str:
-    """The Chromium binary: $GATEKEEPER_CHROMIUM, or chromium on PATH; none: skip, or
-    fail under CI=true / GATEKEEPER_REQUIRE_ALL=1."""
-    named = os.environ.get("GATEKEEPER_CHROMIUM")
-    found = (
-        (named if named and shutil.which(named) else None)
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
-    if not found:
-        skip_or_fail(
-            "no chromium: run scripts/ensure-chromium (Debian package 'chromium') "
-            "or set GATEKEEPER_CHROMIUM"
-        )
-    return found
-
-
-def browse(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args,
-         page.as_uri()],
-        capture_output=True, timeout=180, check=False,
-    )  # fmt: skip
-
-
-def screenshot_is_a_page(png: Path, size: tuple[int, int]) -> None:
-    from PIL import Image
-
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with Image.open(png) as image:
-        assert image.size == size
-        rgb = image.convert("RGB")
-        colours = rgb.getcolors(maxcolors=1 << 24) or []
-        darkest = rgb.convert("L").getextrema()[0]
-    assert len(colours) > 50, "a blank or flat screenshot"
-    assert darkest < 80, "no text drawn"
-    white = max(colours)[0] / (size[0] * size[1])
-    assert white < 0.97, "almost all one colour"
-
-
 @pytest.mark.parametrize("kind", ["enforcement", "disclosures", "activity"])
 def test_html_report_in_headless_chromium(built: Built, tmp_path: Path, kind: str) -> None:
     report = {"enforcement": built.enforcement, "activity": built.activity,
               "disclosures": built.records["S010"]}[kind]  # fmt: skip
     page = tmp_path / f"{kind}.html"
     page.write_bytes(render(report, "html"))
-    dom = browse(page, tmp_path, "--dump-dom")
+    dom = browse(page.as_uri(), tmp_path, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     text = dom.stdout.decode()
     p = report.provenance
@@ -685,9 +644,9 @@ def test_html_report_in_headless_chromium(built: Built, tmp_path: Path, kind: st
             assert f'id="entry-{entry["entry"]}"' in text
         assert "ICE-HSI" in text and "<svg" not in text
     shot = tmp_path / f"{kind}.png"
-    taken = browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1200,1600")
+    taken = browse(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1200,1600")
     assert taken.returncode == 0, taken.stderr[-2000:]
-    screenshot_is_a_page(shot, (1200, 1600))
+    screenshot_is_a_page(shot, (1200, 1600), flat_below=0.97)
 
 
 def test_hostile_report_in_headless_chromium(
@@ -696,7 +655,7 @@ def test_hostile_report_in_headless_chromium(
     record, _ = hostile
     page = tmp_path / "hostile.html"
     page.write_bytes(render(record, "html"))
-    dom = browse(page, tmp_path, "--dump-dom")
+    dom = browse(page.as_uri(), tmp_path, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     text = dom.stdout.decode()
     # No element came out of the strings: they are text, shown literally.

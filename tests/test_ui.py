@@ -32,7 +32,8 @@ import gatekeeper
 from gatekeeper._serving import ServerHandle, start_in_thread
 from gatekeeper.config import load_settings
 from gatekeeper.ui import LogView, PasswordHash, UiConfig, UiError, create_app, load_password
-from tests.conftest import REPO_ROOT, skip_or_fail
+from tests.chromium import browse, screenshot_is_a_page
+from tests.conftest import REPO_ROOT
 
 CASES = [
     json.loads(line)
@@ -493,47 +494,6 @@ def test_hostile_strings_are_shown_as_text(tmp_path_factory: pytest.TempPathFact
 # -- headless Chromium -----------------------------------------------------------------------
 
 
-def chromium() -> str:
-    """$GATEKEEPER_CHROMIUM, or chromium on PATH; none: skip (fail under CI /
-    GATEKEEPER_REQUIRE_ALL=1)."""
-    named = os.environ.get("GATEKEEPER_CHROMIUM")
-    found = (
-        (named if named and shutil.which(named) else None)
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
-    if not found:
-        skip_or_fail(
-            "no chromium: run scripts/ensure-chromium (Debian package 'chromium') "
-            "or set GATEKEEPER_CHROMIUM"
-        )
-    return found
-
-
-def browse(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args, url],
-        capture_output=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
-def screenshot_is_a_page(png: Path, size: tuple[int, int]) -> int:
-    """A non-blank PNG of ``size`` with text and colour; returns its colour count."""
-    from PIL import Image
-
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with Image.open(png) as image:
-        assert image.size == size
-        rgb = image.convert("RGB")
-        colours = rgb.getcolors(maxcolors=1 << 24) or []
-        darkest = rgb.convert("L").getextrema()[0]
-    assert len(colours) > 50, "a blank or flat screenshot"
-    assert darkest < 80, "no text drawn"
-    assert max(colours)[0] / (size[0] * size[1]) < 0.9, "almost all one colour"
-    return len(colours)
-
-
 @pytest.mark.parametrize("page", ["overview", "entry"])
 def test_pages_in_headless_chromium(ui: Served, tmp_path: Path, page: str) -> None:
     _size, _origin, _cp_size, root = sqlite_head(ui.data_dir)
@@ -551,7 +511,7 @@ def test_pages_in_headless_chromium(ui: Served, tmp_path: Path, page: str) -> No
     shot = tmp_path / f"{page}.png"
     taken = browse(url, tmp_path, f"--screenshot={shot}", "--window-size=1280,900")
     assert taken.returncode == 0, taken.stderr[-2000:]
-    screenshot_is_a_page(shot, (1280, 900))
+    screenshot_is_a_page(shot, (1280, 900), flat_below=0.9)
     if page == "overview":
         # The verdict banner is green: a verified log, seen at the pixel level.
         from PIL import Image
