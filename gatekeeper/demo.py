@@ -165,7 +165,6 @@ def run_demo(
             f"gatekeeper demo needs the demo extra ({exc.name} is missing): "
             "python3 -m pip install 'gatekeeper[demo]'"
         ) from None
-    from gatekeeper.audit.verify import verify_log
 
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
@@ -216,9 +215,9 @@ def run_demo(
 
         assert gk.audit is not None
         with step("verifying the audit log (every signature, the tree, every checkpoint)"):
-            report = verify_log(gk.audit.store, gk.audit.keys, signatures="all")
+            # The reports below are produced from this verified checkpoint.
+            snapshot = Snapshot.take(gk.audit, signatures="all")
         with step("writing the activity and enforcement reports"):
-            snapshot = Snapshot.take(gk.audit)
             reports_dir = data / "reports"
             written: list[Path] = []
             for made in (
@@ -226,7 +225,6 @@ def run_demo(
                 enforcement_report(snapshot, period=Period()),
             ):
                 written += write_report(made, "all", reports_dir)
-        checkpoint = gk.audit.latest_checkpoint() or ""
         vkey = gk.audit.keys.vkey()
     finally:
         gk.close()
@@ -235,15 +233,15 @@ def run_demo(
         json.dumps([o.to_json() for o in outcomes], indent=2) + "\n", encoding="utf-8"
     )
     _print_table(outcomes, out)
-    problems = "\n".join(f"  {p}" for p in report.problems[:10])
+    verified = snapshot.provenance
+    problems = "\n".join(f"  {p}" for p in verified.problems[:10])
     out.write(
-        f"\nAudit log: {report.summary()} ({report.checkpoints} checkpoints; signatures: "
-        f"{report.signature_mode}, {report.signatures_checked} checked)"
-        f"{' - OK' if report.ok else ' - PROBLEMS:'}\n{problems}"
+        f"\nAudit log: {verified.verification}"
+        f"{' - OK' if verified.verified else ' - PROBLEMS:'}\n{problems}"
     )
     out.write(
         f"\nLog:       {data / 'audit.sqlite'} (origin {gk.audit.origin})\n"
-        f"Checkpoint (latest, signed):\n{textwrap.indent(checkpoint, '    ')}"
+        f"Checkpoint (latest, signed):\n{textwrap.indent(verified.checkpoint, '    ')}"
         f"Verifier key: {vkey}\n"
         f"Decisions: {data / 'demo-decisions.json'}\n"
         f"Reports:   {', '.join(str(p) for p in written if p.suffix == '.html')}\n"
@@ -252,7 +250,7 @@ def run_demo(
         f"           gatekeeper --data-dir {data} obligations list --pending\n"
     )
     out.flush()
-    return 0 if report.ok else 1
+    return 0 if verified.verified else 1
 
 
 # --------------------------------------------------------------------------- through the proxy
