@@ -362,7 +362,11 @@ def parse_request(
     """
     if now is not None and now.utcoffset() is None:
         raise ValueError("now must be an aware datetime")
-    return _access_request(_load(data), now)
+    value, size = _load(data)
+    request = _access_request(value, now)
+    if 3 * size + _NORMALIZED_GROWTH > MAX_REQUEST_BYTES:
+        _check_normalized_size(request)
+    return request
 
 
 _T = TypeVar("_T")
@@ -400,14 +404,15 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
-def _load(data: object) -> object:
-    """Decode ``data`` into JSON values, enforcing the document-level limits."""
+def _load(data: object) -> tuple[object, int]:
+    """Decode ``data`` into JSON values, enforcing the document-level limits;
+    also return its size in bytes (of compact JSON for a mapping)."""
     if isinstance(data, Mapping):
-        _check_mapping_size(data)
-        return data
+        return data, _check_mapping_size(data)
     if isinstance(data, bytes | bytearray):
         raw = bytes(data)
-        _check_size(len(raw))
+        size = len(raw)
+        _check_size(size)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -415,7 +420,8 @@ def _load(data: object) -> object:
     elif isinstance(data, str):
         _check_size(len(data))
         try:
-            _check_size(len(data.encode("utf-8")))
+            size = len(data.encode("utf-8"))
+            _check_size(size)
         except UnicodeEncodeError as exc:
             raise RequestError("", f"lone surrogate at character {exc.start}") from exc
         text = data
@@ -427,7 +433,7 @@ def _load(data: object) -> object:
         if depth > MAX_DEPTH:
             raise RequestError("", f"nested deeper than the contract allows ({MAX_DEPTH} levels)")
     try:
-        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_NonFinite)
+        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_NonFinite), size
     except json.JSONDecodeError as exc:
         raise RequestError(
             "", f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -441,12 +447,63 @@ def _check_size(size: int) -> None:
         raise RequestError("", f"request larger than {MAX_REQUEST_BYTES} bytes (64 KiB)")
 
 
-def _check_mapping_size(data: Mapping[Any, Any]) -> None:
+#: How much longer than 3x its input (NFC lengthens a string at most threefold)
+#: a request's ``to_dict()`` JSON can be: the defaults it writes out, ``+00:00``.
+_NORMALIZED_GROWTH: Final = 4096
+
+
+def _check_normalized_size(request: AccessRequest) -> None:
+    """The limit holds for ``to_dict()`` too, so every parsed request parses again.
+
+    Found by the round-trip property: defaults written out, ``Z`` as
+    ``+00:00`` and NFC (which can lengthen a string) took a request just under
+    the limit over it, and ``parse_request(request.to_dict())`` then failed.
+    """
+    text = json.dumps(request.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    size = len(text.encode("utf-8"))
+    if size > MAX_REQUEST_BYTES:
+        raise RequestError(
+            "", f"request larger than {MAX_REQUEST_BYTES} bytes (64 KiB) once normalized ({size})"
+        )
+
+
+def _check_mapping_size(data: Mapping[Any, Any]) -> int:
+    # First a bounded walk that adds up a lower bound of the compact JSON size
+    # and stops as soon as that is over the limit: a mapping holding a 1 GB
+    # string or a million-entry list is refused without serializing it (nor
+    # walking it whole). Containers deeper than the contract allows are not
+    # entered (the typed checks refuse them); that also ends any cycle.
+    budget = MAX_REQUEST_BYTES
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            budget -= len(value) + 2  # every character is at least one byte
+        elif isinstance(value, bool) or value is None:
+            budget -= 4
+        elif isinstance(value, int):
+            budget -= max(1, value.bit_length() // 4)  # fewer than the decimal digits
+        elif isinstance(value, Mapping | list | tuple) and depth <= MAX_DEPTH + 1:
+            budget -= 1 + len(value)  # brackets, commas, colons
+            if budget >= 0:
+                if isinstance(value, Mapping):
+                    for key, item in value.items():
+                        stack.append((key, depth))
+                        stack.append((item, depth + 1))
+                else:
+                    stack.extend((item, depth + 1) for item in value)
+        else:
+            budget -= 1
+        if budget < 0:
+            _check_size(MAX_REQUEST_BYTES + 1)
     try:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError, RecursionError):
-        return  # not JSON-shaped: the typed checks below name the exact problem
-    _check_size(len(text.encode("utf-8", "surrogatepass")))
+        # Not JSON-shaped: the typed checks below name the exact problem.
+        return MAX_REQUEST_BYTES - budget
+    size = len(text.encode("utf-8", "surrogatepass"))
+    _check_size(size)
+    return size
 
 
 class _Reader:
@@ -875,14 +932,70 @@ def code_key(value: str | None) -> str:
     recipient: NFKC, upper case, every run of other characters than A-Z and
     0-9 turned into one ``-``. ``"ice ero"``, ``"ICE_ERO"`` and full-width ``"ICE-ERO"``
     are all ``"ICE-ERO"``; ``"DHS-SEVP"`` stays itself (codes are still
-    compared exactly, after this normalization)."""
+    compared exactly, after this normalization).
+
+    Spoofing is no way out either: format characters (zero-width joiners,
+    bidi overrides), combining marks and fillers are dropped, accents are
+    stripped, and Cyrillic, Greek and other letters that look like Latin ones
+    are folded to them: ``"I\u200bCE"``, ``"\u0406CE"`` (Cyrillic) and
+    ``"\u00cdCE"`` are all ``"ICE"``."""
     if not value:
         return ""
-    folded = unicodedata.normalize("NFKC", value).upper()
+    # Found in review: "I\u200bCE", Cyrillic "\u0406CE", Greek "\u0399CE" and
+    # accented "\u00cdCE" all became "CE" (or "I-CE") and left the immigration
+    # context with a permit. So: compatibility-decompose, drop what cannot be
+    # seen (format characters such as zero-width joiners and bidi overrides,
+    # combining marks, fillers), fold letters that look like Latin ones to
+    # them, then upper case.
+    decomposed = unicodedata.normalize("NFKD", value).translate(_CONFUSABLES)
+    visible = "".join(
+        char
+        for char in decomposed
+        if unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _FILLERS
+    )
+    folded = unicodedata.normalize("NFKC", visible).upper().translate(_CONFUSABLES)
     return "-".join(_CODE_TOKEN.findall(folded))
 
 
 _CODE_TOKEN = re.compile(r"[A-Z0-9]+")
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cf", "Mn", "Mc", "Me", "Cs", "Co", "Cn"})
+#: Default-ignorable letters (Hangul fillers) that render as nothing.
+_FILLERS: Final = frozenset("\u115f\u1160\u3164\uffa0")
+#: Letters of other scripts (and Latin small capitals) that look like A-Z,
+#: after Unicode's confusables list (UTS #39), for the scripts a spoofer
+#: reaches for: Cyrillic, Greek, Cherokee, Armenian, Latin extensions.
+_CONFUSABLES: Final = str.maketrans(
+    {
+        **dict.fromkeys("\u0410\u0430\u0391\u03b1\u13aa\u1d00", "A"),
+        **dict.fromkeys("\u0412\u0432\u0392\u03b2\u13f4\u0299\u0184", "B"),
+        **dict.fromkeys("\u0421\u0441\u03f9\u03f2\u13df\u1d04\u216d\u217d", "C"),
+        **dict.fromkeys("\u0500\u0501\u13a0\u1d05\u216e\u217e", "D"),
+        **dict.fromkeys("\u0415\u0435\u0395\u03b5\u13ac\u1d07\u0404\u0454", "E"),
+        **dict.fromkeys("\u03dc\ua730", "F"),
+        **dict.fromkeys("\u050c\u050d\u13c0\u13f3\u0262", "G"),
+        **dict.fromkeys("\u041d\u043d\u0397\u04ba\u04bb\u13bb\u029c", "H"),
+        **dict.fromkeys(
+            "\u0406\u0456\u04c0\u04cf\u0399\u03b9\u026a\u0131\u2160\u2170\u01c0\u05c0\u07ca", "I"
+        ),
+        **dict.fromkeys("\u0408\u0458\u037f\u03f3\u13ab\u1d0a", "J"),
+        **dict.fromkeys("\u041a\u043a\u039a\u03ba\u13e6\u1d0b", "K"),
+        **dict.fromkeys("\u13de\u029f\u216c\u217c", "L"),
+        **dict.fromkeys("\u041c\u043c\u039c\u13b7\u1d0d\u216f\u217f", "M"),
+        **dict.fromkeys("\u039d\u0274", "N"),
+        **dict.fromkeys("\u041e\u043e\u039f\u03bf\u0555\u0585\u1d0f\u03c3", "O"),
+        **dict.fromkeys("\u0420\u0440\u03a1\u03c1\u13e2\u1d18", "P"),
+        **dict.fromkeys("\u051a\u051b", "Q"),
+        **dict.fromkeys("\u13a1\u13d2\u0280", "R"),
+        **dict.fromkeys("\u0405\u0455\u13da\u13d5\ua731", "S"),
+        **dict.fromkeys("\u0422\u0442\u03a4\u03c4\u13a2\u1d1b", "T"),
+        **dict.fromkeys("\u054d\u057d\u03c5\u1d1c", "U"),
+        **dict.fromkeys("\u0474\u0475\u03bd\u13d9\u1d20\u2164\u2174", "V"),
+        **dict.fromkeys("\u051c\u051d\u13b3\u13c7\u1d21", "W"),
+        **dict.fromkeys("\u0425\u0445\u03a7\u03c7\u2169\u2179", "X"),
+        **dict.fromkeys("\u0423\u0443\u04ae\u04af\u03a5\u03d2\u028f", "Y"),
+        **dict.fromkeys("\u0396\u13c3\u1d22", "Z"),
+    }
+)
 
 
 def _name_key(name: str | None) -> str:

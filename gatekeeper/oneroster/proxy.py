@@ -49,14 +49,11 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
 
 import httpx
 from starlette.applications import Starlette
@@ -70,19 +67,21 @@ from gatekeeper.config import Settings, load_settings
 from gatekeeper.decision import Decision
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.guard import Gatekeeper
-from gatekeeper.oneroster.config import ClientConfig, ProxyConfig, hash_token, load_proxy_config
-from gatekeeper.oneroster.mapping import (
-    ONEROSTER_PREFIX,
-    RESOURCE_KINDS,
-    RecordRedactor,
-    RouteMatch,
-    match_route,
+from gatekeeper.oneroster.config import ProxyConfig, hash_token, load_proxy_config
+from gatekeeper.oneroster.mapping import ONEROSTER_PREFIX, RESOURCE_KINDS, RecordRedactor
+from gatekeeper.oneroster.plan import (
+    PASSED_PARAMS,
+    Plan,
+    Refusal,
+    Unauthenticated,
+    plan_request,
+    shown_path,
 )
-from gatekeeper.oneroster.query import QueryError, parse_fields, parse_filter, parse_sort
 from gatekeeper.oneroster.stream import CollectionRedactor, StreamError
 from gatekeeper.request import parse_request
 
 __all__ = [
+    "PASSED_PARAMS",  # from gatekeeper.oneroster.plan
     "OneRosterProxy",
     "ProxyHandle",
     "open_proxy",
@@ -93,11 +92,8 @@ __all__ = [
 
 _log = get_logger("gatekeeper.oneroster")
 
-#: Query parameters forwarded upstream; any other is dropped.
-PASSED_PARAMS: Final = frozenset({"limit", "offset", "filter", "sort", "orderBy", "fields"})
 #: Blocking obligations the proxy meets itself, by redacting.
 _RELEASE_MET_BY_PROXY: Final = frozenset({"REDACT_OUT_OF_SCOPE"})
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?([A-Za-z]+)"?')
 _METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -150,17 +146,6 @@ class _Bucket:
                 self._level -= 1
                 return True
             return False
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What one proxied request asks: the AccessRequest (None: no student data) and more."""
-
-    match: RouteMatch
-    access: dict[str, Any] | None
-    request_id: str
-    #: Catalog fields the filter and sort read: the SIS applies them, so they must be allowed.
-    read_fields: tuple[str, ...] = ()
 
 
 class OneRosterProxy:
@@ -258,24 +243,22 @@ class OneRosterProxy:
     # -- the request path -------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        path = request.scope["path"]
-        if not path.startswith(ONEROSTER_PREFIX + "/"):
-            return _error(404, "not_found", "not a OneRoster rostering path")
-        subpath = path[len(ONEROSTER_PREFIX) :]
-        match = match_route(subpath)
-        if match is None:
-            return _error(404, "not_found", "this endpoint is not served through the gatekeeper")
-        if request.method != "GET":
-            return _error(405, "method_not_allowed", "read-only: GET", {"Allow": "GET"})
-        token = _bearer(request)
-        client = self.config.client_for(token) if token else None
-        request_id = _request_id(request)
-        if client is None:
-            return await self._unauthenticated(match, subpath, token, request_id)
-        try:
-            plan = self._plan(client, match, subpath, request, request_id)
-        except QueryError as exc:
-            return _error(400, "invalid_query", str(exc))
+        # Steps 1-3, pure (gatekeeper.oneroster.plan): route, headers, token, query.
+        scope = request.scope
+        outcome = plan_request(
+            self.config,
+            request.method,
+            scope["path"],
+            scope.get("query_string", b""),
+            scope["headers"],
+        )
+        if isinstance(outcome, Refusal):
+            return _error(outcome.status, outcome.error, outcome.description, outcome.headers)
+        if isinstance(outcome, Unauthenticated):
+            return await self._unauthenticated(outcome)
+        plan = outcome
+        client = plan.client
+        match = plan.match
         decision: Decision | None = None
         if plan.access is not None:
             decision = await self._decide(plan.access)
@@ -305,61 +288,14 @@ class OneRosterProxy:
                 engine=self.gatekeeper.engine.name,
             )
 
-    def _plan(
-        self,
-        client: ClientConfig,
-        match: RouteMatch,
-        subpath: str,
-        request: Request,
-        request_id: str,
-    ) -> _Plan:
-        route = match.route
-        params = request.query_params
-        mapping = self.config.mapping
-        for name in PASSED_PARAMS:
-            if len(params.getlist(name)) > 1:
-                # We would read one and forward both: the SIS might apply the other.
-                raise QueryError(f"{name} given more than once")
-        read: set[str] = set()
-        if params.get("filter"):
-            read |= parse_filter(params["filter"]).field_names()
-        if params.get("sort"):
-            read |= set(parse_sort(params["sort"], params.get("orderBy"))[0])
-        unknown = mapping.unknown(route.kind, sorted(read))
-        if unknown:
-            raise QueryError(f"filter or sort on a field the gatekeeper does not map: {unknown[0]}")
-        selected = parse_fields(params["fields"]) if "fields" in params else None
-        if not route.student_data:
-            return _Plan(match, None, request_id)
-        if selected is not None:
-            fields = list(mapping.select(route.kind, selected))
-        else:
-            default = client.default_fields
-            fields = [
-                f for f in mapping.catalog_fields(route.kind) if default is None or f in default
-            ]
-        fields += [f for f in mapping.select(route.kind, sorted(read)) if f not in fields]
-        if not fields:
-            fields = ["enrollment_status"]  # a record's mere presence says this much
-        access = client.request_base()
-        access["request_id"] = request_id
-        access["purpose_text"] = f"OneRoster GET {subpath}"[:256]
-        if route.single:
-            access["student"] = {"id": match.sourced_id}
-        else:
-            access["bulk"] = {
-                "scope": match.bulk_scope(client.classes, client.schools),
-                "description": f"OneRoster GET {subpath}"[:256],
-            }
-        access["fields"] = fields
-        return _Plan(match, access, request_id, mapping.select(route.kind, sorted(read)))
-
-    def _refusal(self, decision: Decision, plan: _Plan) -> Response | None:
+    def _refusal(self, decision: Decision, plan: Plan) -> Response | None:
         """The response that refuses this decision, or None for a releasable permit."""
         headers = {**_decision_header(decision), "X-Request-Id": plan.request_id}
         ids = {"decision_id": decision.decision_id, "decision": str(decision.decision)}
         if decision.reason == "invalid_request":
-            return _error(400, "invalid_request", decision.guidance, headers, **ids)
+            # Audited as a deny with the error; the client is told what it was.
+            why = _why_invalid(plan.access) or decision.guidance
+            return _error(400, "invalid_request", why, headers, **ids)
         unaudited = decision.audit is None and not self.gatekeeper.allow_unaudited
         if decision.reason is not None or (decision.permitted and unaudited):
             headers["Retry-After"] = "5"
@@ -413,13 +349,18 @@ class OneRosterProxy:
             )
         return None
 
-    async def _unauthenticated(
-        self, match: RouteMatch, subpath: str, token: str | None, request_id: str
-    ) -> Response:
+    async def _unauthenticated(self, attempt: Unauthenticated) -> Response:
+        match, subpath, token, request_id = (
+            attempt.match,
+            attempt.subpath,
+            attempt.token,
+            attempt.request_id,
+        )
         headers = {"WWW-Authenticate": 'Bearer realm="gatekeeper"', "X-Request-Id": request_id}
         extra: dict[str, Any] = {}
         route = match.route
         if token and route.student_data and self._unknown_tokens.take():
+            shown = shown_path(subpath)
             # An attempt with a credential we do not know: decided and audited
             # as an unidentified requester (never with the token itself).
             access: dict[str, Any] = {
@@ -431,7 +372,7 @@ class OneRosterProxy:
                     "identity_verified": False,
                 },
                 "purpose": "unspecified",
-                "purpose_text": f"OneRoster GET {subpath} with an unknown bearer token"[:256],
+                "purpose_text": f"OneRoster GET {shown} with an unknown bearer token"[:256],
                 "fields": list(self.config.mapping.catalog_fields(route.kind))
                 or ["enrollment_status"],
             }
@@ -446,20 +387,17 @@ class OneRosterProxy:
 
     # -- forwarding ---------------------------------------------------------------
 
-    async def _forward(self, request: Request, plan: _Plan, decision: Decision | None) -> Response:
+    async def _forward(self, request: Request, plan: Plan, decision: Decision | None) -> Response:
         client = self._client
         if client is None:
             return _error(503, "unavailable", "the proxy is not running")
         route = plan.match.route
-        subpath = request.scope["path"][len(ONEROSTER_PREFIX) :]
-        encoded = "/" + "/".join(quote(s, safe="") for s in subpath.strip("/").split("/"))
+        encoded = plan.upstream_path
         url = self.upstream + encoded
         if httpx.URL(url).raw_path.decode("ascii") != self._upstream_path + encoded:
             # Belt and braces: the URL must not normalize into another resource.
             return _error(404, "not_found", "not a OneRoster resource path")
-        params = httpx.QueryParams(
-            [(k, v) for k, v in request.query_params.multi_items() if k in PASSED_PARAMS]
-        )
+        params = httpx.QueryParams(list(plan.params))
         headers = {"Accept": "application/json", "X-Request-Id": plan.request_id}
         if self.config.upstream_token is not None:
             headers["Authorization"] = "Bearer " + self.config.upstream_token.reveal()
@@ -566,18 +504,13 @@ class OneRosterProxy:
         return ", ".join(out)
 
 
-def _bearer(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
-    scheme, _, credential = value.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential or len(credential) > 4096:
-        return None
-    return credential
-
-
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+def _why_invalid(access: Mapping[str, Any] | None) -> str | None:
+    """The parser's message for an AccessRequest the Gatekeeper found invalid (rare path)."""
+    try:
+        parse_request(dict(access or {}))
+    except GatekeeperError as exc:
+        return str(exc)
+    return None
 
 
 def _upstream_failure(upstream: httpx.Response, headers: dict[str, str]) -> Response | None:
