@@ -14,7 +14,9 @@
 ``decide`` never raises because of the request or the engine: a request that
 does not validate, an engine that is down, slow or returns something
 malformed all give a ``deny`` whose ``reason`` names the failure.
-``enforce`` is the raising twin: it returns only a permit.
+``enforce`` is the raising twin: it returns only a permit. So does a wall
+clock that cannot be trusted (``clock_jump``, ``clock_behind_log``: see
+``gatekeeper._clock``), checked first on every decision.
 
 A permit with blocking obligations pending (NOTIFY_PARENT_PRE, VERIFY_…) is
 held: ``access``/``guard`` raise :class:`ReleaseHeld`. Once every blocking
@@ -34,6 +36,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gatekeeper._clock import ClockGuard
 from gatekeeper._logging import get_logger
 from gatekeeper.decision import BLOCKING_OBLIGATIONS, Decision
 from gatekeeper.engines.base import PolicyEngine
@@ -55,6 +58,11 @@ _MET_BY_REDACTION = frozenset({"REDACT_OUT_OF_SCOPE"})
 
 #: How long after its decision a held permit can still be released (30 days).
 DEFAULT_RELEASE_MAX_AGE = 30 * 24 * 3600.0
+
+#: Clock sanity: how far (s) the wall clock may stray from its anchor or fall
+#: behind the log, and how long (s) a new offset must hold to be accepted.
+DEFAULT_CLOCK_TOLERANCE = 60.0
+DEFAULT_CLOCK_SETTLE = 600.0
 
 RequestInput = AccessRequest | Mapping[str, Any] | str | bytes
 
@@ -137,6 +145,8 @@ class Gatekeeper:
         max_as_of_skew: float | None = None,
         blocking_obligations: Iterable[str] | None = None,
         release_max_age: float | None = DEFAULT_RELEASE_MAX_AGE,
+        clock_tolerance: float | None = DEFAULT_CLOCK_TOLERANCE,
+        clock_settle: float = DEFAULT_CLOCK_SETTLE,
     ) -> None:
         try:
             self._zone = ZoneInfo(timezone)
@@ -164,6 +174,15 @@ class Gatekeeper:
         self.blocking_obligations = frozenset(blocking_obligations)
         #: A held permit can be released this many seconds after its decision (None: always).
         self.release_max_age = release_max_age
+        #: Clock sanity (``gatekeeper._clock``): a wall clock that jumped more than
+        #: ``clock_tolerance`` seconds from its monotonic anchor (``clock_jump``),
+        #: or is that far behind the log's latest entry (``clock_behind_log``),
+        #: denies every decision; None: no check.
+        self.clock: ClockGuard | None = (
+            None
+            if clock_tolerance is None
+            else ClockGuard(tolerance=clock_tolerance, settle=clock_settle)
+        )
         self._obligations: Obligations | None = None
 
     @property
@@ -172,6 +191,9 @@ class Gatekeeper:
 
     def parse(self, request: RequestInput) -> AccessRequest:
         """Parse and validate a request (raises RequestError)."""
+        return self._parse(request, check_skew=True)
+
+    def _parse(self, request: RequestInput, *, check_skew: bool) -> AccessRequest:
         if isinstance(request, AccessRequest):
             # A typed request is checked like any other: the dataclasses do
             # not validate themselves, and a wrong type must not reach Rego.
@@ -183,7 +205,7 @@ class Gatekeeper:
                 raise RequestError("", f"malformed AccessRequest object: {exc}") from exc
         else:
             parsed = parse_request(request)
-        if self.max_as_of_skew is not None:
+        if check_skew and self.max_as_of_skew is not None:
             skew = abs((parsed.as_of - datetime.now(UTC)).total_seconds())
             if skew > self.max_as_of_skew:
                 raise RequestError(
@@ -210,11 +232,14 @@ class Gatekeeper:
         from gatekeeper.audit.entry import decision_entry, invalid_request_entry
 
         started = time.perf_counter()
+        # The clock first: while it cannot be trusted, as_of cannot be checked
+        # against it, and every decision is a deny naming the clock fault.
+        clock_fault, wall = self._clock_check()
         try:
-            parsed = self.parse(request)
+            parsed = self._parse(request, check_skew=clock_fault is None)
         except RequestError as exc:
             _log.warning("request_invalid", path=exc.path, error=str(exc))
-            denial = self._fail_closed(_request_id_of(request), exc.reason)
+            denial = self._fail_closed(_request_id_of(request), clock_fault or exc.reason)
             raw = (
                 request
                 if isinstance(request, bytes)
@@ -227,6 +252,10 @@ class Gatekeeper:
                 keep_reason=True,
             )
         policy_input: dict[str, Any] | None = None
+        if clock_fault is not None:
+            _log.warning("fail_closed", reason=clock_fault, request_id=parsed.request_id)
+            clock_denial = self._fail_closed(parsed.request_id, clock_fault)
+            return self._audited(clock_denial, lambda: decision_entry(clock_denial, parsed, None))
         try:
             policy_input = parsed.to_policy_input(self._zone)
             raw_decision = self.engine.evaluate(policy_input)
@@ -259,6 +288,8 @@ class Gatekeeper:
             lambda: decision_entry(decision, parsed, policy_input),
             obligations=lambda: self._outbox_rows(decision, parsed),
         )
+        if self.clock is not None and final.audit is not None:
+            self.clock.observe(wall)
         _log.debug(
             "decided",
             decision=str(final.decision),
@@ -268,6 +299,13 @@ class Gatekeeper:
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
         return final
+
+    def _clock_check(self) -> tuple[str | None, float]:
+        """(the clock fault or None, the wall clock read); cheap: two clock reads."""
+        if self.clock is None:
+            return None, 0.0
+        floor = self.audit.time_floor() if self.audit is not None else 0.0
+        return self.clock.read(floor)
 
     def _outbox_rows(self, decision: Decision, parsed: AccessRequest) -> list[NewObligation]:
         from gatekeeper.audit.entry import AuditError

@@ -16,6 +16,19 @@ Layout in the data directory::
 A private key never appears in a log line or an error message. A missing,
 unreadable or corrupt active key is an :class:`AuditError`
 (``audit_key_unavailable``): the decision that needed it is a deny.
+
+A key is generated only for a brand-new log: no keyring, no key file in
+``keys/``, no configured ``key_path`` and no entry in the log. Otherwise an
+unreadable key is an error, never a reason to make a new one (that would be
+a silent key swap). The one exception is the state a first start killed
+between writing its key file and the keyring leaves: one key file of this
+log's origin, no keyring, no entry. That key signed nothing and was never
+given out; it is adopted (recorded in a new keyring), not replaced. A failed load is retried at most once a
+second (``RETRY_INTERVAL``): once the file is repaired, the next decision after
+that signs again, with no restart. Once loaded, the key stays in memory: a
+key file damaged on disk meanwhile does not stop the running log, but a
+rotation (which re-reads the active key from disk first) or a reload after
+another process rotated fails closed until it is repaired.
 """
 
 from __future__ import annotations
@@ -26,7 +39,8 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +53,10 @@ from gatekeeper._files import write_atomic
 from gatekeeper.audit.entry import AuditError
 from gatekeeper.audit.note import Signer, Verifier, key_id, verifier_key
 
-__all__ = ["KeyRecord", "KeyStore"]
+__all__ = ["RETRY_INTERVAL", "KeyRecord", "KeyStore"]
+
+#: A failed key load is retried at most this often (seconds).
+RETRY_INTERVAL = 1.0
 
 
 def _key_error(message: str) -> AuditError:
@@ -86,8 +103,14 @@ class KeyStore:
         origin: str,
         passphrase: bytes | None = None,
         key_path: str | Path | None = None,
+        log_size: Callable[[], int] | None = None,
     ) -> None:
         self.dir = Path(data_dir) / "keys"
+        #: The log's size; a first key is generated only while it is 0
+        #: (:class:`~gatekeeper.audit.log.AuditLog` sets it to its store's).
+        self.log_size = log_size
+        #: (retry after, monotonic; the error) of the last failed load.
+        self._failed: tuple[float, str] | None = None
         self.origin = origin
         self._passphrase = passphrase
         self._configured = Path(key_path) if key_path is not None else None
@@ -186,19 +209,54 @@ class KeyStore:
         )
         return key, record
 
+    def _check_retry(self) -> None:
+        failed = self._failed
+        if failed is not None and time.monotonic() < failed[0]:
+            raise _key_error(f"{failed[1]} (retried at most every {RETRY_INTERVAL:g} s)")
+
+    def _note_failure(self, exc: BaseException) -> AuditError:
+        if isinstance(exc, AuditError):
+            error = exc
+        else:
+            cause = getattr(exc, "strerror", None) or type(exc).__name__
+            error = _key_error(f"key directory {self.dir} is unusable ({cause})")
+        failed, now = self._failed, time.monotonic()
+        if failed is None or now >= failed[0]:  # not the throttled error of _check_retry
+            self._failed = (now + RETRY_INTERVAL, str(error))
+        return error
+
+    def _new_log_refusal(self) -> str | None:
+        """Why no first key may be generated here (None: this is a brand-new log)."""
+        if self._configured is not None or self._ring_path.exists():
+            return None  # nothing is generated on these paths anyway
+        try:
+            # One key file and no keyring: a first start killed between writing the
+            # key and the keyring (``_new_key`` then ``_save``). That key signed
+            # nothing and its vkey was never given out: ``_load_active`` adopts it.
+            if self.dir.is_dir() and len(list(self.dir.glob("*.pem"))) > 1:
+                return f"keyring {self._ring_path} is missing but {self.dir} holds key files"
+        except OSError as exc:
+            return f"key directory {self.dir} is unusable ({exc.strerror})"
+        if self.log_size is not None and self.log_size() > 0:
+            return f"keyring {self._ring_path} is missing but the log has entries"
+        return None
+
     def active_signer(self) -> Signer:
-        """The active key; generated (and recorded) on first use."""
+        """The active key; generated (and recorded) on first use of a new log."""
         signer = self._signer
         if signer is not None:
             return signer
+        self._check_retry()
         try:
+            refusal = self._new_log_refusal()  # outside the lock: it may read the store
             with self._exclusive():
                 if self._signer is None:
                     self._ring_stat = self._stat_ring()
-                    self._signer = self._load_active()
+                    self._signer = self._load_active(refusal=refusal)
+                self._failed = None
                 return self._signer
-        except OSError as exc:
-            raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
+        except (OSError, AuditError) as exc:
+            raise self._note_failure(exc) from exc
 
     def refresh(self) -> Signer:
         """The active key, reloaded when keyring.json changed since it was loaded
@@ -210,22 +268,34 @@ class KeyStore:
         try:
             if self._stat_ring() == self._ring_stat:
                 return signer
+            self._check_retry()
             with self._exclusive():
                 stat = self._stat_ring()
                 if stat != self._ring_stat:
-                    self._signer, self._ring_stat = self._load_active(), stat
+                    # A reload never generates: a vanished keyring is an error.
+                    reloaded = self._load_active(refusal=f"keyring {self._ring_path} vanished")
+                    self._signer, self._ring_stat = reloaded, stat
+                self._failed = None
                 current = self._signer
                 assert current is not None
                 return current
+        except AuditError as exc:
+            raise self._note_failure(exc) from exc
         except OSError as exc:
-            raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
+            raise self._note_failure(exc) from exc
 
     def prepare_rotation(self) -> tuple[Signer, Signer]:
         """(old, new): a new key is written but not yet active; ``commit_rotation``
-        makes it active (the log does that in the rotation entry's transaction)."""
+        makes it active (the log does that in the rotation entry's transaction).
+
+        The active key is read back from disk first: a key file that became
+        unreadable or was replaced since it was loaded fails the rotation."""
         old = self.refresh()
         try:
             with self._exclusive():
+                on_disk = self._load_active(refusal="the keyring vanished")
+                if on_disk.key_id != old.key_id:
+                    raise _key_error("the active signing key on disk is not the one in use")
                 key, _record = self._new_key(first_size=0)
         except OSError as exc:
             raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
@@ -258,7 +328,36 @@ class KeyStore:
         except OSError as exc:
             raise _key_error(f"key directory {self.dir} is unusable ({exc.strerror})") from exc
 
-    def _load_active(self) -> Signer:
+    def _interrupted_first_key(self) -> tuple[Ed25519PrivateKey, KeyRecord] | None:
+        """The key file a killed first start left without a keyring (None: no key
+        file); more than one, or one that is not this log's, is refused."""
+        found = sorted(self.dir.glob("*.pem"))
+        if not found:
+            return None
+        if len(found) > 1:
+            raise _key_error(f"keyring {self._ring_path} is missing but {self.dir} holds key files")
+        key = self._load_private(found[0])
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        kid = key_id(self.origin, public).hex()
+        if found[0].name != f"{kid}.pem":
+            raise _key_error(
+                f"keyring {self._ring_path} is missing and {found[0]} is not this log's key"
+            )
+        created = datetime.fromtimestamp(found[0].stat().st_mtime, UTC)
+        record = KeyRecord(
+            key_id=kid,
+            vkey=verifier_key(self.origin, public),
+            created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            first_size=0,
+            last_size=None,
+        )
+        return key, record
+
+    def _load_active(self, *, refusal: str | None = None) -> Signer:
+        """The active key from disk; a first key is generated only when ``refusal``
+        is None and there is no keyring."""
         if self._configured is not None:
             key = self._load_private(self._configured)
             signer = Signer(self.origin, key)
@@ -280,6 +379,12 @@ class KeyStore:
         if not active:
             if records:
                 raise _key_error("keyring has no active key")
+            if refusal is not None:
+                raise _key_error(f"{refusal}: refusing to generate a replacement signing key")
+            orphan = self._interrupted_first_key()
+            if orphan is not None:
+                self._save([orphan[1]])
+                return Signer(self.origin, orphan[0])
             key, record = self._new_key(first_size=0)
             self._save([record])
             return Signer(self.origin, key)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from gatekeeper._clock import latest_entry_time
 from gatekeeper._logging import get_logger
 from gatekeeper.audit import merkle
 from gatekeeper.audit.entry import AuditError, canonical, timestamp
@@ -41,6 +42,7 @@ from gatekeeper.audit.keys import KeyStore
 from gatekeeper.audit.note import Checkpoint, Signer, sign_checkpoint
 from gatekeeper.audit.outbox import NewObligation, ObligationAck, OutboxOp
 from gatekeeper.audit.store import AppendedEntry, AuditStore, OutboxStore, SqliteStore
+from gatekeeper.errors import GatekeeperError
 
 __all__ = ["AuditLog", "AuditReceipt", "default_origin"]
 
@@ -161,11 +163,18 @@ class AuditLog:
     ) -> None:
         self.store = store
         self.keys = keys
+        if keys.log_size is None:  # no first key is generated for a log with entries
+            keys.log_size = store.size
         self.origin = keys.origin
         self.timeout = timeout
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._state_lock = threading.Lock()
         self._closed = False
+        #: The latest trustworthy entry time in the log (epoch seconds), for the
+        #: clock check (``time_floor``); ``_floor_size``: the log size it covers.
+        self._time_floor = 0.0
+        self._floor_size: int | None = None
+        self._floor_retry = 0.0
         self._writer = threading.Thread(target=self._run, name="gatekeeper-audit", daemon=True)
         self._writer.start()
 
@@ -270,9 +279,46 @@ class AuditLog:
                 p.done.set()
             return
         size = appended[-1].index + 1 if appended else 0
+        if appended:
+            self._follow_floor(appended[0].index, size)
         for p, a in zip(batch, appended, strict=True):
             p.receipt = AuditReceipt(self.origin, a.index, a.leaf_hash, size)
             p.done.set()
+
+    # -- the time floor (clock check) ------------------------------------------
+
+    def time_floor(self) -> float:
+        """The latest trustworthy entry time of the log (epoch seconds, 0.0 if none).
+
+        Read from the log's tail on first use (so it holds across restarts),
+        then followed by the writer: when a batch lands after entries that
+        other processes appended, their times are read (so a process learns
+        of them at its next append). Entries denied for a clock fault do not
+        count. A failed read is retried at most once a second.
+        """
+        if self._floor_size is None and time.monotonic() >= self._floor_retry:
+            try:
+                size = self.store.size()
+                floor = latest_entry_time(self.store.read_entries, 0, size)
+            except GatekeeperError:
+                self._floor_retry = time.monotonic() + 1.0
+                return self._time_floor
+            self._time_floor = max(self._time_floor, floor)
+            if self._floor_size is None:
+                self._floor_size = size
+        return self._time_floor
+
+    def _follow_floor(self, first: int, size: int) -> None:
+        known = self._floor_size
+        if known is None:
+            return
+        if first > known:  # others appended meanwhile: read their times
+            try:
+                floor = latest_entry_time(self.store.read_entries, known, first, limit=256)
+            except GatekeeperError:
+                floor = 0.0
+            self._time_floor = max(self._time_floor, floor)
+        self._floor_size = size
 
     def _run(self) -> None:
         while True:

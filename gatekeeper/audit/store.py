@@ -194,6 +194,19 @@ def build_batch(
     return appended, pending.new, root
 
 
+def _sqlite_reason(exc: sqlite3.Error) -> str:
+    """The deny reason for an SQLite failure: ``audit_disk_full`` (SQLITE_FULL,
+    ENOSPC), ``audit_store_locked`` (another connection holds the write lock past
+    ``busy_timeout``), else ``audit_unavailable``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == sqlite3.SQLITE_FULL:
+        return "audit_disk_full"
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return "audit_store_locked"
+    return "audit_unavailable"
+
+
 class SqliteStore:
     """The embedded store: one SQLite file in WAL mode, ``synchronous=FULL``.
 
@@ -302,10 +315,16 @@ class SqliteStore:
                     db.execute("UPDATE head SET size = ? WHERE id = 1", (new_size,))
                     db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    # SQLite may already have rolled back (SQLITE_FULL, IOERR, BUSY
+                    # on COMMIT): a second ROLLBACK would raise and hide the cause.
+                    if db.in_transaction:
+                        try:
+                            db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass  # the original error says what happened
                     raise
             except sqlite3.Error as exc:
-                raise AuditError(f"audit append failed: {exc}") from exc
+                raise AuditError(f"audit append failed: {exc}", reason=_sqlite_reason(exc)) from exc
             return appended, note
 
     def size(self) -> int:
