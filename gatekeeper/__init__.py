@@ -77,6 +77,8 @@ def open(
 ) -> Gatekeeper:
     """Open a Gatekeeper with the embedded defaults, or as configured.
 
+    ``engine="wasm"`` decides in-process with the pack compiled to WebAssembly
+    by OPA (needs the ``opa`` binary when opening, and the ``wasm`` extra).
     ``engine="opa"`` decides through the OPA server at ``opa_url``, which must
     serve the same policy pack (checked by revision). Every decision is
     written to the signed audit log before it is returned: SQLite in
@@ -108,6 +110,10 @@ def open_with(settings: Settings) -> Gatekeeper:
     chosen: PolicyEngine
     if settings.engine == "opa":
         chosen = OpaServerEngine(pack, url=settings.opa_url, timeout=settings.opa_timeout)
+    elif settings.engine == "wasm":
+        from gatekeeper.engines.wasm import WasmEngine
+
+        chosen = WasmEngine(pack, timeout=settings.wasm_timeout)
     else:
         chosen = EmbeddedEngine(pack)
     if settings.shadow_policy_dir is not None:
@@ -124,6 +130,8 @@ def open_with(settings: Settings) -> Gatekeeper:
         max_as_of_skew=settings.max_as_of_skew,
         blocking_obligations=blocking_codes(pack.data),
         release_max_age=obligations.release_max_age,
+        clock_tolerance=settings.clock_tolerance,
+        clock_settle=settings.clock_settle,
     )
 
 

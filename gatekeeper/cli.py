@@ -277,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
         "decide", parents=[common], help="decide one AccessRequest and print the Decision"
     )
     decide.add_argument("request", nargs="?", default="-", help="request JSON file, or - for stdin")
-    decide.add_argument("--engine", choices=("embedded", "opa"), default=None)
+    decide.add_argument("--engine", choices=("embedded", "opa", "wasm"), default=None)
     decide.add_argument("--opa-url", default=None)
     decide.set_defaults(func=_cmd_decide)
 

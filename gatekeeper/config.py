@@ -3,7 +3,7 @@
 Precedence: explicit keyword > configuration file > environment > default.
 
     [gatekeeper]
-    engine = "opa"                       # or "embedded" (default)
+    engine = "opa"                       # or "embedded" (default), or "wasm"
     opa_url = "http://127.0.0.1:8181"
     opa_timeout = 0.25                   # seconds
     timezone = "America/Los_Angeles"
@@ -12,6 +12,9 @@ Precedence: explicit keyword > configuration file > environment > default.
     audit_url = "postgresql://gatekeeper@db.internal/gatekeeper"   # default: SQLite
     origin = "audit.example-district.org/gatekeeper"
     key_path = "/etc/gatekeeper/log-key.pem"
+    audit_timeout = 2.0                  # seconds an append (and SQLite's write lock) may take
+    clock_tolerance = 60.0               # seconds the wall clock may jump / lag the log
+    clock_settle = 600.0                 # seconds a new clock offset must hold to be accepted
 
     [gatekeeper.obligations]             # routes for the obligation dispatchers
     [[gatekeeper.obligations.webhook]]   # (see gatekeeper/obligations/_routing.py
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Settings", "default_policy_dir", "load_settings"]
 
-ENGINES = ("embedded", "opa")
+ENGINES = ("embedded", "opa", "wasm")
 
 
 def default_policy_dir() -> Path:
@@ -56,6 +59,8 @@ class Settings:
     engine: str = "embedded"
     opa_url: str = "http://127.0.0.1:8181"
     opa_timeout: float = 0.25
+    #: The wasm engine interrupts a decision that runs longer (seconds).
+    wasm_timeout: float = 0.25
     timezone: str = DEFAULT_TIMEZONE
     policy_dir: Path | None = None
     #: None: SQLite in the data directory; or a postgresql:// URL.
@@ -72,6 +77,13 @@ class Settings:
     #: Shadow mode: a candidate pack evaluated beside the live one on every
     #: request, differences on the operational log, never deciding (None: off).
     shadow_policy_dir: Path | None = None
+    #: Clock sanity: decisions deny (``clock_jump``) while the wall clock is more
+    #: than this many seconds from its monotonic anchor, and (``clock_behind_log``)
+    #: while it is that far behind the audit log's latest entry.
+    clock_tolerance: float = 60.0
+    #: A new wall-clock offset that held this long (seconds) is accepted as a
+    #: correction (``clock_reanchored`` warning); clock_behind_log still applies.
+    clock_settle: float = 600.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -80,9 +92,19 @@ class Settings:
             )
         if not (0 < self.opa_timeout <= 60):
             raise GatekeeperError("opa_timeout must be between 0 and 60 seconds", reason="config")
+        if not (0 < self.wasm_timeout <= 60):
+            raise GatekeeperError("wasm_timeout must be between 0 and 60 seconds", reason="config")
         if not (0 < self.audit_timeout <= 600):
             raise GatekeeperError(
                 "audit_timeout must be between 0 and 600 seconds", reason="config"
+            )
+        if not (0 < self.clock_tolerance <= 86400):
+            raise GatekeeperError(
+                "clock_tolerance must be between 0 and 86400 seconds", reason="config"
+            )
+        if not (0 <= self.clock_settle <= 7 * 86400):
+            raise GatekeeperError(
+                "clock_settle must be between 0 and 604800 seconds", reason="config"
             )
 
 
@@ -116,7 +138,15 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     for key in ("data_dir", "policy_dir", "key_path", "shadow_policy_dir"):
         if key in values:
             values[key] = Path(values[key])
-    for key in ("opa_timeout", "audit_timeout", "max_as_of_skew"):
+    seconds = (
+        "opa_timeout",
+        "wasm_timeout",
+        "audit_timeout",
+        "max_as_of_skew",
+        "clock_tolerance",
+        "clock_settle",
+    )
+    for key in seconds:
         if key in values:
             try:
                 values[key] = float(values[key])

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -51,6 +51,20 @@ def opa_server(opa_bin: Path) -> Iterator[OpaServer]:
     """A real OPA server serving policies/ as a bundle (one for the session)."""
     with OpaServer(POLICIES_DIR, opa_bin=opa_bin) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def wasm_engine(opa_bin: Path) -> Iterator[Any]:
+    """The wasm engine (policies/ compiled by the real opa binary, run by wasmtime)."""
+    try:
+        import wasmtime  # noqa: F401
+    except ImportError:
+        skip_or_fail("wasmtime is not installed: pip install -e '.[dev]'")
+    from gatekeeper.engines import WasmEngine, load_pack
+
+    engine = WasmEngine(load_pack(POLICIES_DIR), opa_bin=opa_bin, timeout=5.0)
+    yield engine
+    engine.close()
 
 
 # --------------------------------------------------------------------- PostgreSQL

@@ -17,7 +17,7 @@ import pytest
 
 import gatekeeper
 from gatekeeper import Gatekeeper
-from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, load_pack
+from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, WasmEngine, load_pack
 from tests.conftest import POLICIES_DIR
 from tests.opa_server import OpaServer
 
@@ -52,6 +52,12 @@ def opa_gk(opa_server: OpaServer) -> Iterator[Gatekeeper]:
     gk = Gatekeeper(engine=engine, allow_unaudited=True)
     yield gk
     gk.close()
+
+
+@pytest.fixture(scope="module")
+def wasm_gk(wasm_engine: WasmEngine) -> Iterator[Gatekeeper]:
+    gk = Gatekeeper(engine=wasm_engine, allow_unaudited=True)
+    yield gk
 
 
 def check_case(gk: Gatekeeper, case: dict[str, Any]) -> None:
@@ -94,20 +100,32 @@ def test_case_opa(opa_gk: Gatekeeper, case: dict[str, Any]) -> None:
 
 
 @pytest.mark.opa
-def test_engines_give_identical_decisions(embedded_gk: Gatekeeper, opa_gk: Gatekeeper) -> None:
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_case_wasm(wasm_gk: Gatekeeper, case: dict[str, Any]) -> None:
+    check_case(wasm_gk, case)
+    assert wasm_gk.decide(case["request"]).engine == "wasm"
+
+
+@pytest.mark.opa
+def test_engines_give_identical_decisions(
+    embedded_gk: Gatekeeper, opa_gk: Gatekeeper, wasm_gk: Gatekeeper
+) -> None:
     for case in CASES:
         a = embedded_gk.decide(case["request"]).to_dict()
-        b = opa_gk.decide(case["request"]).to_dict()
-        for key in (
-            "decision",
-            "rules",
-            "obligations",
-            "allowed_fields",
-            "denied_fields",
-            "guidance",
-            "policy_revision",
-        ):
-            assert a[key] == b[key], f"{case['id']}: {key} differs: {a[key]!r} vs {b[key]!r}"
+        for other in (opa_gk, wasm_gk):
+            b = other.decide(case["request"]).to_dict()
+            for key in (
+                "decision",
+                "rules",
+                "obligations",
+                "allowed_fields",
+                "denied_fields",
+                "guidance",
+                "policy_revision",
+            ):
+                assert a[key] == b[key], (
+                    f"{case['id']}: {key} differs on {b['engine']}: {a[key]!r} vs {b[key]!r}"
+                )
 
 
 def test_open_defaults_to_embedded(tmp_path: Path) -> None:

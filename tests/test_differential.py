@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, load_pack
+from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, WasmEngine, load_pack
 from gatekeeper.errors import EngineError
 from gatekeeper.request import parse_request
 from tests.conftest import POLICIES_DIR
@@ -90,7 +90,7 @@ def policy_input(request: Request) -> dict[str, Any]:
     return parse_request(request).to_policy_input()
 
 
-def outcome(engine: EmbeddedEngine | OpaServerEngine, request: Request) -> Decision:
+def outcome(engine: EmbeddedEngine | OpaServerEngine | WasmEngine, request: Request) -> Decision:
     """The raw decision, or ``{"engine_error": ...}`` when the engine fails (fail closed)."""
     try:
         raw = engine.evaluate_raw(policy_input(request))
@@ -204,6 +204,18 @@ def test_embedded_and_opa_server_decide_identically(
     ours = outcome(embedded, request)
     theirs = outcome(opa_engine, request)
     assert ours == theirs, "engines disagree\n" + show(request, embedded=ours, opa=theirs)
+
+
+@pytest.mark.opa
+@_settings(1000)
+@given(request=access_requests())
+def test_embedded_and_wasm_decide_identically(
+    request: Request, embedded: EmbeddedEngine, wasm_engine: WasmEngine
+) -> None:
+    """The OPA-compiled Wasm module agrees with rego-cpp (and so with the OPA server)."""
+    ours = outcome(embedded, request)
+    theirs = outcome(wasm_engine, request)
+    assert ours == theirs, "engines disagree\n" + show(request, embedded=ours, wasm=theirs)
 
 
 # --------------------------------------------------------------------------- (b) safety

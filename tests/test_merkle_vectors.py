@@ -40,7 +40,10 @@ from typing import Any
 import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gatekeeper.audit.entry import canonical
 from gatekeeper.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -1300,3 +1303,46 @@ def test_jcs_appendix_b_numbers(ieee: str, expected: str) -> None:
     value = struct.unpack(">d", bytes.fromhex(ieee))[0]
     assert rfc8785.dumps(value) == expected.encode()
 
+
+
+# --- our canonical(): a json.dumps fast path that must equal rfc8785 byte for byte ---
+
+_JSON_TEXT = st.text(
+    alphabet=st.characters(codec=None, exclude_categories=()),  # every code point, surrogates too
+    max_size=12,
+)
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**54), max_value=2**54)
+    | _JSON_TEXT,
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(_JSON_TEXT, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+@given(value=st.dictionaries(_JSON_TEXT, _JSON_VALUES, max_size=6))
+def test_canonical_equals_rfc8785(value: dict[str, Any]) -> None:
+    """Same bytes as the rfc8785 package, or the same refusal (surrogates, huge integers)."""
+    refused = (rfc8785.CanonicalizationError, UnicodeEncodeError)  # a surrogate key: the latter
+    try:
+        expected: bytes | type[Exception] = bytes(rfc8785.dumps(value))
+    except refused as exc:
+        expected = type(exc)
+    try:
+        got: bytes | type[Exception] = canonical(value)
+    except refused as exc:
+        got = type(exc)
+    assert got == expected
+
+
+def test_canonical_matches_the_rfc_vectors_and_refuses_floats() -> None:
+    assert canonical(JCS_3_2_3_INPUT) == rfc8785.dumps(JCS_3_2_3_INPUT)  # an emoji key: fallback
+    value = {"b": [1, "\x00\u2028\"\\", None, True], "a": {"\u00e9": -(2**53 - 1)}}
+    assert canonical(value) == rfc8785.dumps(value)
+    with pytest.raises(GatekeeperError, match="no floats"):
+        canonical({"a": [{"b": 1.5}]})
+    with pytest.raises(GatekeeperError, match="no floats"):
+        canonical({"\U0001f600": {"b": 1.5}})

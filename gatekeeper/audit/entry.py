@@ -15,6 +15,7 @@ uint16 length prefix).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -47,9 +48,51 @@ class AuditError(GatekeeperError):
 
 
 def canonical(value: Mapping[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON bytes of ``value`` (floats are refused)."""
-    _refuse_floats(value)
+    """RFC 8785 canonical JSON bytes of ``value`` (floats are refused).
+
+    For the values audit entries hold (objects with BMP-only keys, strings,
+    integers within ±2^53, booleans, null) RFC 8785 output is exactly what
+    ``json.dumps`` writes with sorted keys, no spaces and no ASCII escaping:
+    the same escapes (``\\"``, ``\\\\``, ``\\b\\f\\n\\r\\t``, other controls as
+    lowercase ``\\u00xx``), and for BMP-only keys UTF-16 order is code-point
+    order. That fast path is taken only after a walk proves the value is of
+    that kind; anything else (a supplementary-plane key, a huge integer, a
+    non-string key, another type) goes to the ``rfc8785`` package, which is
+    the reference (``tests/test_merkle_vectors.py`` checks the two agree).
+    """
+    if _plain(value):
+        try:
+            return json.dumps(
+                value, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 refuses it with its own error
     return bytes(rfc8785.dumps(value))
+
+
+_JCS_INT_MAX = 2**53 - 1
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` takes the json.dumps fast path; AuditError on a float."""
+    if isinstance(value, str) or value is None or value is True or value is False:
+        return True
+    if isinstance(value, float):
+        raise AuditError("audit entries hold no floats", reason="audit_entry_invalid")
+    if type(value) is int:
+        return -_JCS_INT_MAX <= value <= _JCS_INT_MAX
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or (key and max(key) >= "\ud800"):
+                _refuse_floats(item)
+                return False
+            if not _plain(item):
+                return False
+        return True
+    if type(value) is list or type(value) is tuple:
+        return all(_plain(item) for item in value)
+    _refuse_floats(value)
+    return False
 
 
 def _refuse_floats(value: Any) -> None:

@@ -38,7 +38,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
     if not files:
         print("gatekeeper: no decision-table cases found; give --cases FILE", file=sys.stderr)
         return 1
-    engines = ("embedded", "opa") if args.engine == "both" else (args.engine,)
+    engines = {
+        "both": ("embedded", "opa"),
+        "all": ("embedded", "opa", "wasm"),
+    }.get(args.engine, (args.engine,))
     report = run_policy_tests(directory, files, opa_bin=args.opa, engines=engines)
     print(report.render())
     return 0 if report.ok else 1
@@ -97,7 +100,12 @@ def add_commands(
         action="store_true",
         help="run only the --cases files, not the project's tests/cases/*.jsonl",
     )
-    test.add_argument("--engine", choices=("embedded", "opa", "both"), default="both")
+    test.add_argument(
+        "--engine",
+        choices=("embedded", "opa", "wasm", "both", "all"),
+        default="both",
+        help="both: embedded and opa (default); all: also the wasm engine",
+    )
     test.add_argument("--opa", default=None, help="the opa binary (default: $GATEKEEPER_OPA, …)")
     test.set_defaults(func=_cmd_test)
 

@@ -134,20 +134,21 @@ def _run_cases(
 
 def _compare_engines(
     cases: Sequence[Case],
-    embedded: Sequence[dict[str, Any] | None],
-    opa: Sequence[dict[str, Any] | None],
+    first: tuple[str, Sequence[dict[str, Any] | None]],
+    other: tuple[str, Sequence[dict[str, Any] | None]],
     report: PolicyTestReport,
 ) -> None:
-    for case, a, b in zip(cases, embedded, opa, strict=True):
+    (name_a, decided_a), (name_b, decided_b) = first, other
+    for case, a, b in zip(cases, decided_a, decided_b, strict=True):
         if a is None or b is None:
             continue
         problems = [
-            f"{key}: embedded {a.get(key)!r}, opa {b.get(key)!r}"
+            f"{key}: {name_a} {a.get(key)!r}, {name_b} {b.get(key)!r}"
             for key in AGREEMENT_KEYS
             if a.get(key) != b.get(key)
         ]
         if problems:
-            report.failures.append(CaseFailure(case, "embedded vs opa", tuple(problems)))
+            report.failures.append(CaseFailure(case, f"{name_a} vs {name_b}", tuple(problems)))
 
 
 def run_policy_tests(
@@ -195,6 +196,20 @@ def run_policy_tests(
                     remote.close()
         except GatekeeperError as exc:
             report.errors.append(f"opa server: {exc}")
-    if "embedded" in decided and "opa" in decided:
-        _compare_engines(cases, decided["embedded"], decided["opa"], report)
+    if "wasm" in engines:
+        try:
+            from gatekeeper.engines.wasm import WasmEngine
+
+            compiled = WasmEngine(pack, opa_bin=opa, timeout=opa_timeout)
+        except (GatekeeperError, ImportError) as exc:
+            report.errors.append(f"wasm engine: {exc}")
+        else:
+            try:
+                decided["wasm"] = _run_cases(compiled, cases, report)
+            finally:
+                compiled.close()
+    # Every engine must agree with the first one that ran.
+    names = [name for name in ("embedded", "opa", "wasm") if name in decided]
+    for name in names[1:]:
+        _compare_engines(cases, (names[0], decided[names[0]]), (name, decided[name]), report)
     return report
