@@ -11,8 +11,10 @@
 2. ``audit verify`` of N entries (default 1,000,000): entries/s for the
    tree and checkpoint verification with signatures sampled (1%), and
    the rate with every signature checked in parallel by 2 processes.
-3. The median full decision: embedded engine + durable audit entry
-   (``gatekeeper.open`` defaults), against the median decide without audit.
+3. The median full decision: engine + durable audit entry (``gatekeeper.open``
+   defaults, SQLite), against the median decide without audit, for the
+   embedded engine (regopy) and for the wasm engine (the pack compiled by OPA
+   to WebAssembly, in-process; ``--engine``).
 """
 
 from __future__ import annotations
@@ -121,11 +123,11 @@ def bench_verify(entries: int) -> None:
         log.close()
 
 
-def bench_decision(rounds: int) -> None:
+def bench_decision(rounds: int, engine: str) -> None:
     cases = [json.loads(line) for line in (REPO / "tests/cases/public.jsonl").open()]
     requests = [parse_request(c["request"]) for c in cases]
     with tempfile.TemporaryDirectory() as tmp:
-        gk = gatekeeper.open(data_dir=tmp)
+        gk = gatekeeper.open(data_dir=tmp, engine=engine)
         bare = Gatekeeper(engine=gk.engine, allow_unaudited=True)
         for r in requests:
             gk.decide(r)
@@ -139,21 +141,23 @@ def bench_decision(rounds: int) -> None:
             s = time.perf_counter_ns()
             d = gk.decide(r)
             full.append((time.perf_counter_ns() - s) / 1000)
-            assert d.audit is not None
+            assert d.audit is not None and d.engine == engine, d
         gk.close()
+        gk.engine.close()
 
     def p99(xs: list[float]) -> float:
         return sorted(xs)[int(len(xs) * 0.99)]
 
     print(
-        f"decision: decide without audit (baseline): median {statistics.median(no_audit):8.1f} us"
-        f"  p99 {p99(no_audit):8.1f} us"
+        f"decision [{engine}]: decide without audit (baseline): "
+        f"median {statistics.median(no_audit):8.1f} us  p99 {p99(no_audit):8.1f} us"
     )
     print(
-        f"decision: decide + durable audit entry:     median {statistics.median(full):8.1f} us"
-        f"  p99 {p99(full):8.1f} us  (target: median <= 1500 us)"
+        f"decision [{engine}]: decide + durable audit entry:     "
+        f"median {statistics.median(full):8.1f} us  p99 {p99(full):8.1f} us"
+        "  (target: median <= 1500 us)"
     )
-    print(f"decision: ratio {statistics.median(full) / statistics.median(no_audit):.2f}")
+    print(f"decision [{engine}]: ratio {statistics.median(full) / statistics.median(no_audit):.2f}")
 
 
 def main() -> int:
@@ -165,13 +169,20 @@ def main() -> int:
     parser.add_argument("--verify-entries", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--only", choices=("appends", "verify", "decision"), default=None)
+    parser.add_argument(
+        "--engine",
+        choices=("embedded", "wasm", "both"),
+        default="both",
+        help="the engine(s) of the full-decision benchmark (both: embedded, then wasm)",
+    )
     args = parser.parse_args()
     if args.only in (None, "appends"):
         bench_appends(args.seconds, args.threads)
     if args.only in (None, "verify"):
         bench_verify(args.verify_entries)
     if args.only in (None, "decision"):
-        bench_decision(args.rounds)
+        for engine in ("embedded", "wasm") if args.engine == "both" else (args.engine,):
+            bench_decision(args.rounds, engine)
     return 0
 
 
