@@ -16,6 +16,8 @@ these into a ``deny`` Decision carrying a reason code.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "EngineError",
     "EngineTimeout",
@@ -57,6 +59,27 @@ class RequestError(GatekeeperError):
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
+
+    @property
+    def loggable_path(self) -> str:
+        """``path`` with any quoted request key replaced by ``<value>``."""
+        return redact_quoted(self.path)
+
+    @property
+    def loggable(self) -> str:
+        """The message without the request values it quotes, for the operational
+        log and the audit entry (the caller gets the full message)."""
+        return redact_quoted(str(self))
+
+
+#: A value the request parser quoted into a message: '...' or a JSON string,
+#: possibly shortened with "…".
+_QUOTED = re.compile(r"""'[^'\n]*'…?|"(?:[^"\\\n]|\\.)*"…?""")
+
+
+def redact_quoted(text: str) -> str:
+    """``text`` with every quoted string replaced by ``<value>``."""
+    return _QUOTED.sub("<value>", text)
 
 
 class PolicyError(GatekeeperError):

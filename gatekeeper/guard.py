@@ -120,6 +120,17 @@ class Grant:
 _P = ParamSpec("_P")
 
 
+def _where(exc: BaseException) -> str:
+    """``TypeName at module.py:line`` of the innermost frame of ``exc``."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return type(exc).__name__
+    code = frame.tb_frame.f_code
+    return f"{type(exc).__name__} at {code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"
+
+
 def _request_id_of(request: RequestInput) -> str | None:
     if isinstance(request, Mapping):
         rid = request.get("request_id")
@@ -238,14 +249,16 @@ class Gatekeeper:
         try:
             parsed = self._parse(request, check_skew=clock_fault is None)
         except RequestError as exc:
-            _log.warning("request_invalid", path=exc.path, error=str(exc))
+            # The caller gets str(exc); logs and the entry get it without the
+            # request values it quotes (docs/security.md: no values in logs).
+            _log.warning("request_invalid", path=exc.loggable_path, error=exc.loggable)
             denial = self._fail_closed(_request_id_of(request), clock_fault or exc.reason)
             raw = (
                 request
                 if isinstance(request, bytes)
                 else (request.encode("utf-8", "replace") if isinstance(request, str) else None)
             )
-            path, message = exc.path, str(exc)
+            path, message = exc.loggable_path, exc.loggable
             return self._audited(
                 denial,
                 lambda: invalid_request_entry(denial, path=path, message=message, raw=raw),
@@ -278,7 +291,9 @@ class Gatekeeper:
             _log.error(
                 "fail_closed",
                 reason="internal_error",
-                error=repr(exc),
+                # The type and where it was raised, not its message: an
+                # exception's text can carry the values it was handed.
+                error=_where(exc),
                 engine=self.engine.name,
                 request_id=parsed.request_id,
             )

@@ -452,3 +452,15 @@ def test_postgres_store_forces_synchronous_commit(pg_dsn: str) -> None:
         assert row is not None and row[0] == "on"
     finally:
         store.close()
+
+
+def test_a_new_sqlite_store_is_owner_only(tmp_path: Path) -> None:
+    """The database, its WAL and shared-memory files, and the key directory: 0600 / 0700."""
+    data = tmp_path / "fresh"
+    with AuditLog.open_sqlite(data, origin="test.example/log") as log:
+        log.append(b'{"n":1}')
+        modes = {p.name: p.stat().st_mode & 0o777 for p in data.iterdir()}
+    assert modes["audit.sqlite"] == 0o600
+    assert modes["audit.sqlite-wal"] == 0o600 and modes["audit.sqlite-shm"] == 0o600
+    assert modes["keys"] == 0o700
+    assert data.stat().st_mode & 0o777 == 0o700

@@ -15,6 +15,7 @@ entry are written in the entry's transaction.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -137,6 +138,19 @@ class OutboxStore(AuditStore, Protocol):
         ...
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (0600) if it does not exist yet.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so
+    the whole store stays private; an existing file keeps its mode.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -223,12 +237,18 @@ class SqliteStore:
         self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _create_private(self.path)
             self._db = self._connect()
             with self._lock:
                 self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open the audit store {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise AuditError(
+                f"cannot create the audit store {self.path}: {exc.strerror}",
+                reason="audit_store_unwritable",
+            ) from exc
 
     @property
     def lock_timeout(self) -> float:
