@@ -109,9 +109,7 @@ def test_decisions_log_no_request_values(tmp_path: Path, captured: _Lines) -> No
     assert [line for line in captured.lines if CANARY in line] == []
 
 
-def test_an_internal_error_is_logged_without_its_message(
-    tmp_path: Path, captured: _Lines
-) -> None:
+def test_an_internal_error_is_logged_without_its_message(tmp_path: Path, captured: _Lines) -> None:
     """A bug that raises with a value in its message: a deny, and the log names the
     type and the place only."""
 
