@@ -132,6 +132,7 @@ def open_with(settings: Settings) -> Gatekeeper:
         release_max_age=obligations.release_max_age,
         clock_tolerance=settings.clock_tolerance,
         clock_settle=settings.clock_settle,
+        keep_policy_input=settings.audit_policy_input,
     )
 
 

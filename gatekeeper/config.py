@@ -15,6 +15,7 @@ Precedence: explicit keyword > configuration file > environment > default.
     audit_timeout = 2.0                  # seconds an append (and SQLite's write lock) may take
     clock_tolerance = 60.0               # seconds the wall clock may jump / lag the log
     clock_settle = 600.0                 # seconds a new clock offset must hold to be accepted
+    audit_policy_input = true            # keep each decision's policy input (policy replay)
 
     [gatekeeper.obligations]             # routes for the obligation dispatchers
     [[gatekeeper.obligations.webhook]]   # (see gatekeeper/obligations/_routing.py
@@ -84,8 +85,14 @@ class Settings:
     #: A new wall-clock offset that held this long (seconds) is accepted as a
     #: correction (``clock_reanchored`` warning); clock_behind_log still applies.
     clock_settle: float = 600.0
+    #: Keep each decision's policy input in its audit entry, so that ``policy
+    #: replay`` can re-decide it; false keeps the least data (no student facts
+    #: in the append-only log) and those decisions cannot be replayed.
+    audit_policy_input: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.audit_policy_input, bool):
+            raise GatekeeperError("audit_policy_input must be true or false", reason="config")
         if self.engine not in ENGINES:
             raise GatekeeperError(
                 f"engine must be one of {ENGINES}, not {self.engine!r}", reason="config"

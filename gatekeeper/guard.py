@@ -158,6 +158,7 @@ class Gatekeeper:
         release_max_age: float | None = DEFAULT_RELEASE_MAX_AGE,
         clock_tolerance: float | None = DEFAULT_CLOCK_TOLERANCE,
         clock_settle: float = DEFAULT_CLOCK_SETTLE,
+        keep_policy_input: bool = True,
     ) -> None:
         try:
             self._zone = ZoneInfo(timezone)
@@ -194,6 +195,9 @@ class Gatekeeper:
             if clock_tolerance is None
             else ClockGuard(tolerance=clock_tolerance, settle=clock_settle)
         )
+        #: Keep each decision's policy input in its entry (policy replay);
+        #: False: the entry holds the request's summaries only (least data).
+        self.keep_policy_input = keep_policy_input
         self._obligations: Obligations | None = None
 
     @property
@@ -300,7 +304,9 @@ class Gatekeeper:
             decision = self._fail_closed(parsed.request_id, "internal_error")
         final = self._audited(
             decision,
-            lambda: decision_entry(decision, parsed, policy_input),
+            lambda: decision_entry(
+                decision, parsed, policy_input if self.keep_policy_input else None
+            ),
             obligations=lambda: self._outbox_rows(decision, parsed),
         )
         if self.clock is not None and final.audit is not None:

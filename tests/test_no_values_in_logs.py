@@ -131,3 +131,24 @@ def test_an_internal_error_is_logged_without_its_message(tmp_path: Path, capture
     lines = [line for line in captured.lines if "internal_error" in line]
     assert lines and "ValueError at test_no_values_in_logs.py:" in lines[0]
     assert [line for line in captured.lines if CANARY in line] == []
+
+
+def test_least_data_entries_keep_no_student_facts(tmp_path: Path) -> None:
+    """audit_policy_input = false: the entry keeps ids, names of fields, the decision
+    and the document summaries, but none of the student's facts (name, birth date,
+    flags) that the policy input would carry for replay."""
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text("[gatekeeper]\naudit_policy_input = false\n", encoding="utf-8")
+    request = copy.deepcopy(BASE)
+    request["student"] = {"id": "S001", "name": f"{CANARY} Lopez", "dob": "2016-05-04"}
+    with gatekeeper.open(data_dir=tmp_path / "lean", config=config) as gk:
+        assert gk.decide(request).reason is None
+        lean = json.loads(gk.audit.store.read_entries(0, 1)[0].data)
+    with gatekeeper.open(data_dir=tmp_path / "full") as gk:
+        assert gk.decide(request).reason is None
+        full = json.loads(gk.audit.store.read_entries(0, 1)[0].data)
+    assert lean["policy_input"] is None and full["policy_input"] is not None
+    assert CANARY.lower() in json.dumps(full).lower()  # the replay input has the name key
+    assert CANARY.lower() not in json.dumps(lean).lower()
+    assert "2016-05-04" not in json.dumps(lean)
+    assert lean["decision"] == full["decision"] and lean["student"] == full["student"]
