@@ -46,6 +46,15 @@ class ReadOnlySqliteStore:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
             self._db.execute("SELECT size FROM head WHERE id = 1").fetchone()
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+                # A writer was killed while creating the file (switching it to WAL):
+                # only a read-write open can roll its journal back.
+                raise AuditError(
+                    f"the audit store {self.path} was left mid-transaction by a writer "
+                    "that stopped while creating it; open it read-write once (start "
+                    "gatekeeper, or run `gatekeeper audit verify`) to roll that back",
+                    reason="audit_store_needs_recovery",
+                ) from exc
             raise AuditError(f"cannot read the audit store {self.path}: {exc}") from exc
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
