@@ -85,6 +85,7 @@ class OpaServer(OpaProcess):
         *,
         opa_bin: Path | None = None,
         startup_timeout: float = 15.0,
+        port: int | None = None,
     ) -> None:
         found = opa_bin if opa_bin is not None else find_opa()
         if found is None:
@@ -92,7 +93,15 @@ class OpaServer(OpaProcess):
                 "no OPA binary: set GATEKEEPER_OPA or run scripts/build-opa "
                 f"(expects {DEFAULT_OPA})"
             )
-        super().__init__(bundle_dir, opa_bin=found, startup_timeout=startup_timeout)
+        super().__init__(bundle_dir, opa_bin=found, startup_timeout=startup_timeout, port=port)
+
+    def kill(self) -> None:
+        """``kill -9`` the server (no graceful shutdown); ``port`` keeps its number."""
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=5)
+        self.stop()
 
 
 # --------------------------------------------------------------------- SlowProxy

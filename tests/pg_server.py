@@ -4,6 +4,7 @@
         dsn = server.create_database("t1")   # postgresql://gatekeeper:<pw>@127.0.0.1:<port>/t1
         ...
         server.restart()                      # fault tests: same port, same data
+        server.stop_server(); server.start_server()   # an outage of any length
 
 ``initdb`` creates a cluster in a fresh temp dir whose superuser is
 ``gatekeeper`` with a random password: TCP connections (the only ones the
@@ -280,6 +281,19 @@ class PostgresServer:
             raise PostgresServerError("PostgresServer is not started")
         self._stop_server()
         self._start_server()
+
+    def stop_server(self) -> None:
+        """Stop the server (``-m fast``) but keep its data and port: ``start_server()`` again."""
+        if self._tmp is None or self.port is None:
+            raise PostgresServerError("PostgresServer is not started")
+        self._stop_server()
+
+    def start_server(self) -> None:
+        """Start a server stopped by ``stop_server()``, on the same port and data."""
+        if self._tmp is None or self.port is None:
+            raise PostgresServerError("PostgresServer is not started")
+        if not self.running:
+            self._start_server()
 
     def stop(self) -> None:
         """Stop the server and delete its temp dir (idempotent)."""

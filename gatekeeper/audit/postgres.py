@@ -26,6 +26,17 @@ as its COMMIT was not sent yet (an append lost during COMMIT may or may not
 have committed: it fails, and the next call reconnects). Every session and
 append runs with ``synchronous_commit = on``, whatever the server's setting.
 
+Every call is also bounded on the client side: server-side timeouts do not
+help when the server (or the network to it) stops answering without closing
+the connection (a frozen host, a disk stuck in fsync, packets dropped). When
+a call has waited ``lock_timeout`` + ``statement_timeout`` + 1 s, a watchdog
+shuts the connection's socket down: the call fails with :class:`AuditError`
+(and is rerun once on a new connection when that is safe, as above), so the
+writer is never stuck on a dead connection and recovers when the server is
+back. The timeout is less than :attr:`AuditLog.outcome_wait`, so a caller
+waiting on such an append learns it failed rather than that its outcome is
+unknown. Connections also use TCP keepalives and ``tcp_user_timeout``.
+
 psycopg 3 (``pip install 'gatekeeper[postgres]'``) is imported only when a
 store is created. Every psycopg error becomes an :class:`AuditError` (``raise
 ... from exc``); messages name the server as ``postgresql://user@host:port/db``
@@ -35,10 +46,13 @@ seconds, at least 2.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, quote_plus, unquote
@@ -143,6 +157,8 @@ class PostgresStore:
         self.connect_timeout = connect_timeout
         self._lock_ms = max(1, round(lock_timeout * 1000))
         self._statement_ms = max(1, round(max(2 * lock_timeout, lock_timeout + 1.0) * 1000))
+        #: The client-side bound of one call (the watchdog cuts the connection then).
+        self.call_timeout = self._statement_ms / 1000 + lock_timeout + 1.0
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._closed = False
@@ -181,6 +197,16 @@ class PostgresStore:
         }
         if "application_name" not in params:
             self._connect_kwargs["application_name"] = "gatekeeper-audit"
+        # A dead peer is noticed by TCP too (unless the DSN says otherwise).
+        for key, value in (
+            ("keepalives", 1),
+            ("keepalives_idle", 5),
+            ("keepalives_interval", 2),
+            ("keepalives_count", 3),
+            ("tcp_user_timeout", math.ceil(self.call_timeout * 1000)),
+        ):
+            if key not in params:
+                self._connect_kwargs[key] = value
         #: Where the store is, for messages: ``postgresql://user@host:port/db``.
         self.target = _describe(params)
         with self._lock:
@@ -194,7 +220,7 @@ class PostgresStore:
     def _error(self, what: str, exc: BaseException) -> AuditError:
         import psycopg.errors
 
-        detail = " ".join(str(exc).split())
+        detail = " ".join(" ".join([str(exc), *getattr(exc, "__notes__", ())]).split())
         if isinstance(exc, psycopg.errors.LockNotAvailable):
             detail = (
                 f"the log head stayed locked by another writer for lock_timeout="
@@ -218,16 +244,52 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._error(f"{what}: cannot connect", exc) from exc
         try:
-            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-            # Reads wait for locks (a DDL holding a table) no longer than appends do.
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{self._lock_ms}ms",))
-            # Durable at COMMIT whatever the server, database or role configure.
-            conn.execute("SELECT set_config('synchronous_commit', 'on', false)")
+            with self._watchdog(conn):
+                conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+                # Reads wait for locks (a DDL holding a table) no longer than appends do.
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, false)", (f"{self._lock_ms}ms",)
+                )
+                # Durable at COMMIT whatever the server, database or role configure.
+                conn.execute("SELECT set_config('synchronous_commit', 'on', false)")
         except psycopg.Error as exc:
             conn.close()
             raise self._error(f"{what}: cannot set up the connection", exc) from exc
         self._conn = conn
         return conn
+
+    @contextlib.contextmanager
+    def _watchdog(self, conn: Connection) -> Iterator[None]:
+        """Shut the connection's socket down if the block runs past call_timeout:
+        libpq then sees the connection closed, and the call fails instead of
+        waiting forever on a server that does not answer."""
+        try:
+            fd = os.dup(conn.pgconn.socket)
+        except Exception:  # no socket: nothing can hang on it
+            yield
+            return
+        sock = socket.socket(fileno=fd)
+
+        fired = threading.Event()
+
+        def cut() -> None:
+            fired.set()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(self.call_timeout, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except Exception as exc:
+            if fired.is_set():
+                exc.add_note(f"no answer within the client-side timeout of {self.call_timeout:g} s")
+            raise
+        finally:
+            timer.cancel()
+            timer.join()
+            sock.close()  # the duplicate only
 
     def _call(
         self, what: str, body: Callable[[Connection], _T], *, retry: Callable[[], bool]
@@ -242,7 +304,8 @@ class PostgresStore:
         for attempt in (1, 2):
             conn = self._connection(what)
             try:
-                return body(conn)
+                with self._watchdog(conn):
+                    return body(conn)
             except psycopg.Error as exc:
                 lost = conn.closed
                 if lost:

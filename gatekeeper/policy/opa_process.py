@@ -123,11 +123,14 @@ class OpaProcess:
         *,
         opa_bin: str | Path | None = None,
         startup_timeout: float = 15.0,
+        port: int | None = None,
     ) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.opa_bin = require_opa(opa_bin)
         self.startup_timeout = startup_timeout
-        self.port: int | None = None
+        #: The port to listen on (a restart on the same port); None: a free one.
+        self._fixed_port = port
+        self.port: int | None = port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -153,7 +156,7 @@ class OpaProcess:
         raise OpaProcessError("OPA could not bind a free port after 3 attempts")
 
     def _start_once(self) -> None:
-        self.port = free_port()
+        self.port = self._fixed_port if self._fixed_port is not None else free_port()
         self._log = tempfile.TemporaryFile()  # closed in stop()
         cmd = [
             str(self.opa_bin), "run", "--server",
