@@ -18,6 +18,7 @@ every failure denies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -140,29 +141,56 @@ def open_audit_log(settings: Settings) -> AuditLog:
     """The audit log the settings name (SQLite in the data directory by default)."""
     passphrase = os.environ.get("GATEKEEPER_KEY_PASSPHRASE")
     secret = passphrase.encode("utf-8") if passphrase else None
+    origin = settings.origin
     if settings.audit_url:
         # Many nodes share one log: they must share its origin and signing key.
-        if not settings.origin or settings.key_path is None:
+        if not origin or (settings.key_path is None and settings.signer_command is None):
             raise GatekeeperError(
                 "a PostgreSQL audit log shared by several nodes needs a configured "
-                "origin and key_path (create one with `gatekeeper audit keygen`)",
+                "origin and key_path (create one with `gatekeeper audit keygen`), "
+                "or an origin and signer_command",
                 reason="config",
             )
-        from gatekeeper.audit.keys import KeyStore
-        from gatekeeper.audit.postgres import PostgresStore
+    elif settings.signer_command is not None and not origin:
+        from gatekeeper.audit.log import default_origin
 
-        store = PostgresStore(settings.audit_url, lock_timeout=settings.audit_timeout)
-        keys = KeyStore(
+        origin = default_origin(settings.data_dir)
+    signer = None
+    if settings.signer_command is not None:
+        from gatekeeper.audit.command_signer import CommandSigner
+
+        assert origin is not None
+        signer = CommandSigner(
+            settings.signer_command, name=origin, timeout=settings.signer_timeout
+        )
+        # Started now when it can be (a first decision need not wait for it);
+        # one that cannot start denies decisions, not the open.
+        with contextlib.suppress(GatekeeperError):
+            signer.start()
+    try:
+        if settings.audit_url:
+            from gatekeeper.audit.keys import KeyStore
+            from gatekeeper.audit.postgres import PostgresStore
+
+            assert origin is not None
+            store = PostgresStore(settings.audit_url, lock_timeout=settings.audit_timeout)
+            keys = KeyStore(
+                settings.data_dir,
+                origin=origin,
+                passphrase=secret,
+                key_path=settings.key_path,
+                signer=signer,
+            )
+            return AuditLog(store, keys, timeout=settings.audit_timeout)
+        return AuditLog.open_sqlite(
             settings.data_dir,
-            origin=settings.origin,
+            origin=origin,
             passphrase=secret,
             key_path=settings.key_path,
+            signer=signer,
+            timeout=settings.audit_timeout,
         )
-        return AuditLog(store, keys, timeout=settings.audit_timeout)
-    return AuditLog.open_sqlite(
-        settings.data_dir,
-        origin=settings.origin,
-        passphrase=secret,
-        key_path=settings.key_path,
-        timeout=settings.audit_timeout,
-    )
+    except BaseException:
+        if signer is not None:
+            signer.close()
+        raise

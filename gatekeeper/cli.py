@@ -215,13 +215,61 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+
+    from gatekeeper.audit.note import EntrySigner
+
+    if args.new_key_path and args.new_signer_command:
+        print("gatekeeper: give --new-key-path or --new-signer-command, not both", file=sys.stderr)
+        return 2
     with _open_log(args) as log:
-        vkey = log.rotate_key()
+        new: EntrySigner | None = None
+        if args.new_key_path:
+            from gatekeeper.audit.keys import load_key_file
+
+            passphrase = os.environ.get("GATEKEEPER_KEY_PASSPHRASE")
+            new = load_key_file(
+                args.new_key_path,
+                origin=log.origin,
+                passphrase=passphrase.encode("utf-8") if passphrase else None,
+            )
+        elif args.new_signer_command:
+            from gatekeeper.audit.command_signer import CommandSigner
+
+            settings = load_settings(args.config, data_dir=args.data_dir)
+            new = CommandSigner(
+                shlex.split(args.new_signer_command),
+                name=log.origin,
+                timeout=settings.signer_timeout,
+            )
+        try:
+            vkey = log.rotate_key(new)
+        finally:
+            close = getattr(new, "close", None)
+            if callable(close):
+                close()
     print(vkey)
+    if args.new_key_path:
+        print(
+            f"rotated: now set key_path = {str(args.new_key_path)!r} in the configuration of "
+            "every process using this log, and restart them (until then they deny, "
+            "audit_key_unavailable)",
+            file=sys.stderr,
+        )
+    elif args.new_signer_command:
+        print(
+            "rotated: now set signer_command to the new signer in the configuration of every "
+            "process using this log, and restart them (until then they deny, "
+            "audit_key_unavailable)",
+            file=sys.stderr,
+        )
     return 0
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
+    import os
+
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -231,18 +279,27 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     if out.exists():
         print(f"gatekeeper: {out} exists; not overwriting a key", file=sys.stderr)
         return 1
+    passphrase = os.environ.get("GATEKEEPER_KEY_PASSPHRASE")
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+        if passphrase
+        else serialization.NoEncryption()
+    )
     key = Ed25519PrivateKey.generate()
     write_atomic(
         out,
         key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         ),
         mode=0o600,
         dir_mode=0o700,
     )
-    print(f"wrote a new Ed25519 signing key to {out} (mode 0600)")
+    how = (
+        "encrypted with the passphrase in GATEKEEPER_KEY_PASSPHRASE"
+        if passphrase
+        else "NOT encrypted: set GATEKEEPER_KEY_PASSPHRASE to encrypt it"
+    )
+    print(f"wrote a new Ed25519 signing key to {out} (mode 0600, {how})")
     return 0
 
 
@@ -347,9 +404,22 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--limit", type=int, default=1000)
     show.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     show.set_defaults(func=_cmd_show)
-    audit.add_parser(
-        "rotate-key", help="rotate the signing key (co-signed checkpoint)"
-    ).set_defaults(func=_cmd_rotate)
+    rotate = audit.add_parser(
+        "rotate-key", parents=[common], help="rotate the signing key (co-signed checkpoint)"
+    )
+    rotate.add_argument(
+        "--new-key-path",
+        default=None,
+        help="the new key (PEM, e.g. from `audit keygen`); required when key_path is "
+        "configured: then set key_path to it",
+    )
+    rotate.add_argument(
+        "--new-signer-command",
+        default=None,
+        help="the new external signer's command line (shell-quoted); required when "
+        "signer_command is configured: then set signer_command to it",
+    )
+    rotate.set_defaults(func=_cmd_rotate)
     keygen = audit.add_parser(
         "keygen", parents=[common], help="write a new signing key file (for shared logs)"
     )

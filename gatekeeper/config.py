@@ -12,6 +12,10 @@ Precedence: explicit keyword > configuration file > environment > default.
     audit_url = "postgresql://gatekeeper@db.internal/gatekeeper"   # default: SQLite
     origin = "audit.example-district.org/gatekeeper"
     key_path = "/etc/gatekeeper/log-key.pem"
+    # or, instead of key_path, a signing process that holds the key (this process never does):
+    # signer_command = ["python3", "-m", "gatekeeper.audit.signer_process",
+    #                   "--key", "/etc/gk-signer/log-key.pem"]
+    # signer_timeout = 1.0               # seconds one signature may take
     audit_timeout = 2.0                  # seconds an append (and SQLite's write lock) may take
     clock_tolerance = 60.0               # seconds the wall clock may jump / lag the log
     clock_settle = 600.0                 # seconds a new clock offset must hold to be accepted
@@ -73,6 +77,11 @@ class Settings:
     origin: str | None = None
     #: A configured signing key (PEM); default: generated in <data_dir>/keys.
     key_path: Path | None = None
+    #: An external signer instead of key_path: a command started as a long-lived
+    #: child speaking the line protocol of gatekeeper/audit/command_signer.py.
+    signer_command: tuple[str, ...] | None = None
+    #: Seconds one signature by the external signer may take (then: a deny).
+    signer_timeout: float = 1.0
     #: Obligation routes and retry settings (``[gatekeeper.obligations]``); None: none.
     obligations: ObligationSettings | None = None
     #: Shadow mode: a candidate pack evaluated beside the live one on every
@@ -105,6 +114,21 @@ class Settings:
             raise GatekeeperError(
                 "audit_timeout must be between 0 and 600 seconds", reason="config"
             )
+        if not (0 < self.signer_timeout <= 60):
+            raise GatekeeperError(
+                "signer_timeout must be between 0 and 60 seconds", reason="config"
+            )
+        if self.signer_command is not None:
+            if not self.signer_command or not all(
+                isinstance(part, str) and part for part in self.signer_command
+            ):
+                raise GatekeeperError(
+                    "signer_command must be a non-empty list of strings", reason="config"
+                )
+            if self.key_path is not None:
+                raise GatekeeperError(
+                    "key_path and signer_command exclude each other", reason="config"
+                )
         if not (0 < self.clock_tolerance <= 86400):
             raise GatekeeperError(
                 "clock_tolerance must be between 0 and 86400 seconds", reason="config"
@@ -152,6 +176,7 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         "max_as_of_skew",
         "clock_tolerance",
         "clock_settle",
+        "signer_timeout",
     )
     for key in seconds:
         if key in values:
@@ -161,6 +186,14 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
                 raise GatekeeperError(
                     f"{key} must be a number of seconds", reason="config"
                 ) from exc
+    command = values.get("signer_command")
+    if command is not None:
+        if isinstance(command, str) or not isinstance(command, list | tuple):
+            raise GatekeeperError(
+                'signer_command must be a list of strings, e.g. ["/path/to/signer", "arg"]',
+                reason="config",
+            )
+        values["signer_command"] = tuple(command)
     if values.get("obligations") is not None:
         from gatekeeper.obligations import parse_obligation_settings
 

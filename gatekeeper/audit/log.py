@@ -39,7 +39,7 @@ from gatekeeper._logging import get_logger
 from gatekeeper.audit import merkle
 from gatekeeper.audit.entry import AuditError, canonical, timestamp
 from gatekeeper.audit.keys import KeyStore
-from gatekeeper.audit.note import Checkpoint, Signer, sign_checkpoint
+from gatekeeper.audit.note import Checkpoint, EntrySigner, sign_checkpoint
 from gatekeeper.audit.outbox import NewObligation, ObligationAck, OutboxOp
 from gatekeeper.audit.store import AppendedEntry, AuditStore, OutboxStore, SqliteStore
 from gatekeeper.errors import GatekeeperError
@@ -93,7 +93,7 @@ class _Pending:
         data: bytes,
         signature: bytes,
         signer_id: bytes,
-        rotation: tuple[Signer, Signer] | None = None,
+        rotation: tuple[EntrySigner, EntrySigner] | None = None,
         outbox: OutboxOp = None,
     ) -> None:
         self.data = data
@@ -197,13 +197,22 @@ class AuditLog:
         origin: str | None = None,
         passphrase: bytes | None = None,
         key_path: str | Path | None = None,
+        signer: EntrySigner | None = None,
         timeout: float = 2.0,
     ) -> AuditLog:
-        """The embedded default: ``<data_dir>/audit.sqlite`` and ``<data_dir>/keys``."""
+        """The embedded default: ``<data_dir>/audit.sqlite`` and ``<data_dir>/keys``.
+
+        ``signer``: an external signer (e.g. a
+        :class:`~gatekeeper.audit.command_signer.CommandSigner`) instead of a key file.
+        """
         base = Path(data_dir)
         store = SqliteStore(base / "audit.sqlite", busy_timeout=timeout)
         keys = KeyStore(
-            base, origin=origin or default_origin(base), passphrase=passphrase, key_path=key_path
+            base,
+            origin=origin or default_origin(base),
+            passphrase=passphrase,
+            key_path=key_path,
+            signer=signer,
         )
         return cls(store, keys, timeout=timeout)
 
@@ -407,9 +416,14 @@ class AuditLog:
         """Append a JSON object (canonicalized) as an entry."""
         return self.append(canonical(value))
 
-    def rotate_key(self) -> str:
+    def rotate_key(self, new: EntrySigner | None = None) -> str:
         """Rotate the signing key: a rotation entry records both verifier keys, and
         its checkpoint is co-signed by the old and the new key. Returns the new vkey.
+
+        ``new``: the new key (a key file loaded with
+        :func:`~gatekeeper.audit.keys.load_key_file`, an external signer); needed
+        when the active key is a configured ``key_path`` or an external signer.
+        Without it a new key is generated in ``<data_dir>/keys``.
 
         The keyring changes inside the rotation entry's transaction (under the
         store's lock), so every entry before it is signed by the old key and
@@ -417,7 +431,7 @@ class AuditLog:
         """
         if self._closed:
             raise AuditError("the audit log is closed")
-        old, new = self.keys.prepare_rotation()
+        old, new = self.keys.prepare_rotation(new)
         data = canonical(
             {
                 "schema": "gatekeeper.audit/v1",
@@ -456,6 +470,7 @@ class AuditLog:
             self._queue.put(None)
             self._writer.join(timeout=10)
             self.store.close()
+            self.keys.close()
 
     def __enter__(self) -> AuditLog:
         return self

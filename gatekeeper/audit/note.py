@@ -35,6 +35,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -49,6 +50,7 @@ __all__ = [
     "ALG_ED25519",
     "MAX_SIGNATURES",
     "Checkpoint",
+    "EntrySigner",
     "Note",
     "NoteError",
     "Signature",
@@ -214,6 +216,34 @@ class Verifier:
         return hash(self.vkey)
 
 
+@runtime_checkable
+class EntrySigner(Protocol):
+    """What signs a log's entries and checkpoints: one Ed25519 key under a key name.
+
+    :class:`Signer` holds the private key in memory; an external signer (an
+    HSM, a KMS, a separate signing process such as
+    :class:`gatekeeper.audit.command_signer.CommandSigner`) keeps it elsewhere.
+    The note format fixes the algorithm: ``sign`` must return a pure Ed25519
+    signature (64 bytes) by ``public_key`` (32 bytes), or raise
+    :class:`~gatekeeper.audit.entry.AuditError`; it must never fall back to
+    another key.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    @property
+    def key_id(self) -> bytes: ...
+
+    @property
+    def vkey(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
 class Signer:
     """Signs notes with one Ed25519 private key under a key name (a log's origin)."""
 
@@ -300,7 +330,7 @@ def _check_text(text: str) -> None:
         raise _malformed("the text has a control character other than newline")
 
 
-def sign_note(text: str, signers: Sequence[Signer]) -> str:
+def sign_note(text: str, signers: Sequence[EntrySigner]) -> str:
     """The signed note of ``text``, with one signature line per signer, in order.
 
     Several signers co-sign (after a key rotation: the new and the old key).
@@ -456,7 +486,7 @@ class Checkpoint:
         return cls(origin, int(size_line), root, tuple(extensions))
 
 
-def sign_checkpoint(checkpoint: Checkpoint, signers: Sequence[Signer]) -> str:
+def sign_checkpoint(checkpoint: Checkpoint, signers: Sequence[EntrySigner]) -> str:
     """The signed note of ``checkpoint``; one of the signers must be named its origin."""
     if not any(signer.name == checkpoint.origin for signer in signers):
         raise NoteError(
