@@ -198,3 +198,33 @@ def test_open_and_cli_with_the_wasm_engine(
     out = json.loads(done.stdout)
     assert out["engine"] == "wasm"
     assert out["decision"] == CASES[0]["expect"]["decision"]
+
+
+def test_a_module_that_needs_more_memory_pages_loads(tmp_path: Path, opa_bin: Path) -> None:
+    """The memory given to the module has at least the pages its import asks for
+    (an optimized build, -O=1, asks for 3 where the default asks for 2)."""
+    import tarfile
+
+    out = tmp_path / "bundle.tar.gz"
+    done = subprocess.run(
+        [
+            *(str(opa_bin), "build", "-t", "wasm", "-O=1", "-e", "gatekeeper/decision"),
+            *("-o", str(out), str(POLICIES_DIR)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out, "r:gz") as bundle:
+        member = next(m for m in bundle.getmembers() if m.name.lstrip("/") == "policy.wasm")
+        extracted = bundle.extractfile(member)
+        assert extracted is not None
+        code = extracted.read()
+    pack = load_pack(POLICIES_DIR)
+    engine = WasmEngine(pack, wasm=code)
+    try:
+        value = policy_inputs()[0]
+        assert engine.evaluate(value) == EmbeddedEngine(pack).evaluate(value)
+    finally:
+        engine.close()

@@ -283,6 +283,12 @@ def verify_log(
                 report.signatures_checked += len(to_check)
                 if pool is not None:
                     futures.append(pool.submit(_check_signatures, (to_check, key_ranges)))
+                    # Bounded: at most two chunks per worker wait, so a main loop
+                    # faster than the workers does not pile chunks up in memory.
+                    while len(futures) > 2 * workers:
+                        for index, message in futures.pop(0).result():
+                            problems.append(Problem(index, message))
+                            bad_entries.add(index)
                 else:
                     for index, message in _check_signatures((to_check, key_ranges)):
                         problems.append(Problem(index, message))

@@ -121,7 +121,12 @@ class _Instance:
         import wasmtime
 
         self.store = wasmtime.Store(engine._wasm_engine)
-        self.memory = wasmtime.Memory(self.store, wasmtime.MemoryType(wasmtime.Limits(2, None)))
+        # The module states the memory it needs (its import's minimum pages).
+        pages = 2
+        for item in engine._module.imports:
+            if item.name == "memory" and isinstance(item.type, wasmtime.MemoryType):
+                pages = max(pages, item.type.limits.min)
+        self.memory = wasmtime.Memory(self.store, wasmtime.MemoryType(wasmtime.Limits(pages, None)))
         i32 = wasmtime.ValType.i32()
 
         def functype(params: int, result: bool = True) -> wasmtime.FuncType:
