@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.audit.entry import canonical
+from gatekeeper.audit.entry import canonical, parse_canonical
 from gatekeeper.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -1346,3 +1346,36 @@ def test_canonical_matches_the_rfc_vectors_and_refuses_floats() -> None:
         canonical({"a": [{"b": 1.5}]})
     with pytest.raises(GatekeeperError, match="no floats"):
         canonical({"\U0001f600": {"b": 1.5}})
+
+
+@settings(max_examples=1500, derandomize=True, database=None, deadline=None)
+@given(value=st.dictionaries(_JSON_TEXT, _JSON_VALUES, max_size=6))
+def test_parse_canonical_agrees_with_rfc8785(value: dict[str, Any]) -> None:
+    """verify's check: the rfc8785 bytes of a value are canonical; a re-spaced or
+    re-ordered rendering of it is not."""
+    try:
+        data = bytes(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        return
+    parsed, ok = parse_canonical(data)
+    assert ok and parsed == value
+    spaced = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    if spaced != data:
+        assert parse_canonical(spaced)[1] is False
+    if len(value) > 1:
+        backwards = json.dumps(
+            dict(reversed(sorted(value.items(), key=lambda kv: kv[0].encode("utf-16be")))),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")
+        assert parse_canonical(backwards)[1] is False
+
+
+def test_parse_canonical_refuses_floats_and_constants() -> None:
+    with pytest.raises(GatekeeperError, match="no floats"):
+        parse_canonical(b'{"a":1.5}')
+    with pytest.raises(GatekeeperError, match="not JSON"):
+        parse_canonical(b'{"a":NaN}')
+    assert parse_canonical(b'{"a":9007199254740991}') == ({"a": 2**53 - 1}, True)
+    assert parse_canonical(b'{"a":9007199254740992}')[1] is False  # past 2^53: not JCS
+    assert parse_canonical(b'{"a":1,"a":2}')[1] is False  # a duplicate key

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "canonical",
     "decision_entry",
     "invalid_request_entry",
+    "parse_canonical",
     "policy_input_of",
     "timestamp",
 ]
@@ -71,6 +73,37 @@ def canonical(value: Mapping[str, Any]) -> bytes:
 
 
 _JCS_INT_MAX = 2**53 - 1
+#: 16 or more digits in a row somewhere in the text: an integer near or past
+#: 2^53 may be there (15 digits are always safe); rfc8785 decides.
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+
+
+def _no_float(text: str) -> Any:
+    raise AuditError(f"audit entries hold no floats ({text[:20]})", reason="audit_entry_invalid")
+
+
+def _no_constant(text: str) -> Any:
+    raise AuditError(f"not JSON: {text}", reason="audit_entry_invalid")
+
+
+def parse_canonical(data: bytes) -> tuple[Any, bool]:
+    """Parse stored entry bytes: (the value, whether ``data`` is its RFC 8785 form).
+
+    ``verify`` checks every entry this way. JSON text parsed by ``json``
+    has only string keys and JSON types, so what :func:`canonical` has to
+    walk for is settled on the text itself: a float or NaN is refused while
+    parsing, and text with a character past U+D7FF or a run of 16 digits
+    goes to ``rfc8785``; the rest is compared with the ``json.dumps`` form.
+    Raises ValueError (or AuditError) when ``data`` is not JSON.
+    """
+    value = json.loads(data, parse_float=_no_float, parse_constant=_no_constant)
+    if _LONG_DIGITS.search(data) is None and max(data.decode("utf-8"), default=" ") < "\ud800":
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return value, text.encode("utf-8") == data
+    try:
+        return value, bytes(rfc8785.dumps(value)) == data
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        return value, False
 
 
 def _plain(value: Any) -> bool:

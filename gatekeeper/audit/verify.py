@@ -26,7 +26,6 @@ a process pool (``workers``) or on a sample.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gatekeeper.audit import merkle
-from gatekeeper.audit.entry import canonical
+from gatekeeper.audit.entry import parse_canonical
 from gatekeeper.audit.keys import KeyStore
 from gatekeeper.audit.note import (
     Checkpoint,
@@ -233,8 +232,8 @@ def verify_log(
                     bad_entries.add(entry.index)
                     continue
                 try:
-                    value = json.loads(entry.data)
-                    if canonical(value) != entry.data:
+                    value, is_canonical = parse_canonical(entry.data)
+                    if not is_canonical:
                         problems.append(Problem(entry.index, "not canonical JSON (RFC 8785)"))
                         bad_entries.add(entry.index)
                     did = value.get("decision_id") if isinstance(value, dict) else None
