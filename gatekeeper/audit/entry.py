@@ -73,9 +73,20 @@ def canonical(value: Mapping[str, Any]) -> bytes:
 
 
 _JCS_INT_MAX = 2**53 - 1
-#: 16 or more digits in a row somewhere in the text: an integer near or past
-#: 2^53 may be there (15 digits are always safe); rfc8785 decides.
-_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+#: UTF-8 lead bytes of characters past U+CFFF (and invalid bytes): where
+#: UTF-16 key order may differ from code-point order; rfc8785 decides.
+_WIDE = re.compile(rb"[\xed-\xff]")
+
+
+class _NotJcsInteger(Exception):
+    pass
+
+
+def _jcs_int(text: str) -> int:
+    number = int(text)
+    if not -_JCS_INT_MAX <= number <= _JCS_INT_MAX:
+        raise _NotJcsInteger
+    return number
 
 
 def _no_float(text: str) -> Any:
@@ -91,13 +102,19 @@ def parse_canonical(data: bytes) -> tuple[Any, bool]:
 
     ``verify`` checks every entry this way. JSON text parsed by ``json``
     has only string keys and JSON types, so what :func:`canonical` has to
-    walk for is settled on the text itself: a float or NaN is refused while
-    parsing, and text with a character past U+D7FF or a run of 16 digits
-    goes to ``rfc8785``; the rest is compared with the ``json.dumps`` form.
-    Raises ValueError (or AuditError) when ``data`` is not JSON.
+    walk for is settled while parsing and on the bytes: a float or NaN is
+    refused, an integer past ±(2^53 - 1) makes the text not canonical, and
+    text with characters past U+CFFF goes to ``rfc8785``; the rest is
+    compared with the ``json.dumps`` form. Raises ValueError (or AuditError)
+    when ``data`` is not JSON.
     """
-    value = json.loads(data, parse_float=_no_float, parse_constant=_no_constant)
-    if _LONG_DIGITS.search(data) is None and max(data.decode("utf-8"), default=" ") < "\ud800":
+    try:
+        value = json.loads(
+            data, parse_float=_no_float, parse_constant=_no_constant, parse_int=_jcs_int
+        )
+    except _NotJcsInteger:
+        return json.loads(data, parse_float=_no_float, parse_constant=_no_constant), False
+    if data.isascii() or _WIDE.search(data) is None:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         return value, text.encode("utf-8") == data
     try:
