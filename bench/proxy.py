@@ -94,6 +94,26 @@ def start(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], s
     return process, found[1]
 
 
+def start_sis_and_proxy(
+    work: Path, **env: str
+) -> tuple[subprocess.Popen[str], str, subprocess.Popen[str], str]:
+    """The demo SIS and the proxy in front of it (examples/proxy.toml), as separate
+    processes with their data in ``work``; ``env`` is added to their environment."""
+    environ = {**os.environ, "DEMO_SIS_TOKEN": SIS_TOKEN, **env}
+    python = [sys.executable, "-m", "gatekeeper"]
+    sis, sis_url = start(
+        [*python, "demo-sis", "--port", "0", "--students", str(STUDENTS),
+         "--db", str(work / "sis.sqlite")],
+        environ,
+    )  # fmt: skip
+    proxy, proxy_url = start(
+        [*python, "--data-dir", str(work / "gk"), "proxy", "--config",
+         str(REPO / "examples" / "proxy.toml"), "--upstream", sis_url, "--port", "0"],
+        environ,
+    )  # fmt: skip
+    return sis, sis_url, proxy, proxy_url
+
+
 async def drive(
     phase: Phase,
     base: str,
@@ -169,18 +189,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-proxy-"))
-    env = {**os.environ, "DEMO_SIS_TOKEN": SIS_TOKEN}
-    python = [sys.executable, "-m", "gatekeeper"]
-    sis, sis_url = start(
-        [*python, "demo-sis", "--port", "0", "--students", str(STUDENTS),
-         "--db", str(work / "sis.sqlite")],
-        env,
-    )  # fmt: skip
-    proxy, proxy_url = start(
-        [*python, "--data-dir", str(work / "gk"), "proxy", "--config",
-         str(REPO / "examples" / "proxy.toml"), "--upstream", sis_url, "--port", "0"],
-        env,
-    )  # fmt: skip
+    sis, sis_url, proxy, proxy_url = start_sis_and_proxy(work)
     try:
         direct = Phase("direct")
         proxied = Phase("proxy")

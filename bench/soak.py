@@ -64,7 +64,7 @@ from bench.proxy import (  # noqa: E402
     TEACHER_TOKEN,
     cpu_seconds,
     rss_kib,
-    start,
+    start_sis_and_proxy,
 )
 
 
@@ -216,18 +216,7 @@ async def open_loop(
 
 def soak_proxy(args: argparse.Namespace, work: Path) -> bool:
     # The proxy's configuration names no engine: GATEKEEPER_ENGINE chooses it.
-    env = {**os.environ, "DEMO_SIS_TOKEN": SIS_TOKEN, "GATEKEEPER_ENGINE": args.engine}
-    python = [sys.executable, "-m", "gatekeeper"]
-    sis, sis_url = start(
-        [*python, "demo-sis", "--port", "0", "--students", str(STUDENTS),
-         "--db", str(work / "sis.sqlite")],
-        env,
-    )  # fmt: skip
-    proxy, proxy_url = start(
-        [*python, "--data-dir", str(work / "gk"), "proxy", "--config",
-         str(REPO / "examples" / "proxy.toml"), "--upstream", sis_url, "--port", "0"],
-        env,
-    )  # fmt: skip
+    sis, sis_url, proxy, proxy_url = start_sis_and_proxy(work, GATEKEEPER_ENGINE=args.engine)
     direct = Phase("direct")
     proxied = Phase("proxy")
     try:

@@ -32,8 +32,8 @@ import socket
 import struct
 import threading
 import time
-from types import TracebackType
-from typing import Self
+
+from tests.opa_server import _Service
 
 __all__ = ["MODES", "CutProxy", "FaultyHttpFront"]
 
@@ -64,26 +64,6 @@ MODES = (
 
 _DRIP_EVERY = 0.05
 _HUGE = 256 * 1024 * 1024
-
-
-class _Service:
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class _Listener(_Service):
