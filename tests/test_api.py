@@ -78,6 +78,22 @@ def test_config_file(tmp_path: Path) -> None:
         gatekeeper.open(data_dir=tmp_path / "d", config=config)
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('engine = "rego"', "engine must be one of"),
+        ("wasm_timeout = 0", "wasm_timeout must be between"),
+        ("wasm_timeout = 61", "wasm_timeout must be between"),
+        ('audit_policy_input = "no"', "audit_policy_input must be true or false"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path: Path, line: str, message: str) -> None:
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text(f"[gatekeeper]\n{line}\n")
+    with pytest.raises(gatekeeper.GatekeeperError, match=message):
+        gatekeeper.load_settings(config)
+
+
 def test_timezone_changes_the_calendar_date(tmp_path: Path) -> None:
     # 2026-04-15T05:30Z is still April 14 in Los Angeles: a federal warrant
     # executable through April 14 is in date there, not in New York.
