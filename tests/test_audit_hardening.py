@@ -464,3 +464,58 @@ def test_a_new_sqlite_store_is_owner_only(tmp_path: Path) -> None:
     assert modes["audit.sqlite-wal"] == 0o600 and modes["audit.sqlite-shm"] == 0o600
     assert modes["keys"] == 0o700
     assert data.stat().st_mode & 0o777 == 0o700
+
+
+_HOG = """
+import sys, threading
+from gatekeeper.audit.log import AuditLog
+log = AuditLog.open_sqlite(sys.argv[1], origin=sys.argv[2])
+def run(t):
+    i = 0
+    while True:
+        log.append(b'{"i":%d,"kind":"hog","t":%d}' % (i, t))
+        i += 1
+for t in range(4):
+    threading.Thread(target=run, args=(t,), daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_process_is_not_starved_by_another_writing_back_to_back(tmp_path: Path) -> None:
+    """Another process whose writer commits back to back (four threads
+    appending without pause) used to keep SQLite's write lock nearly always:
+    this process's appends waited out busy_timeout and were denied although
+    the log was healthy. With writer turns each append gets in promptly."""
+    import subprocess
+
+    log = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    hog = subprocess.Popen(
+        [sys.executable, "-c", _HOG, str(tmp_path), ORIGIN],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert hog.stdout is not None and hog.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        size_before = log.store.size()
+        waits = []
+        for i in range(40):
+            t0 = time.monotonic()
+            log.append(entry(i))  # raises audit_store_locked after busy_timeout (2 s)
+            waits.append(time.monotonic() - t0)
+        hogged = log.store.size() - size_before - 40
+        assert hogged > 40, "the other process was not writing"
+        waits.sort()
+        median, longest = waits[len(waits) // 2], waits[-1]
+        assert longest < 1.0 and median < 0.1, f"median {median:.4f} s, max {longest:.4f} s"
+    finally:
+        hog.kill()
+        hog.wait()
+        log.close()
+    reopened = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    try:
+        assert verify_log(reopened.store, reopened.keys).ok
+    finally:
+        reopened.close()

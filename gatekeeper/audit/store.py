@@ -15,8 +15,10 @@ entry are written in the entry's transaction.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -221,6 +223,73 @@ def _sqlite_reason(exc: sqlite3.Error) -> str:
     return "audit_unavailable"
 
 
+# struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (+ padding).
+_FLOCK = "hhqqi4x"
+# A writer that finds others waiting lets them in first, for at most this long.
+_MAX_YIELD = 0.05
+
+
+class _WriterTurns:
+    """Turns at SQLite's write lock for writers in other processes.
+
+    SQLite's busy handler polls with sleeps that grow to 100 ms, so a process
+    whose writer thread commits back to back keeps winning the lock and another
+    process can wait out its whole ``busy_timeout`` (a deny) while the log is
+    healthy. A writer kept waiting says so with a shared open-file-description
+    lock on byte 0 of ``<store>-writers``; a writer about to begin checks for
+    such locks (``F_OFD_GETLK``) and, if another connection is waiting, steps
+    aside until that one has committed (``PRAGMA data_version`` moves), stops
+    waiting, or ``_MAX_YIELD`` passes. OFD locks belong to an open file, not a
+    process, so two stores open in one process see each other too. Where the
+    file cannot be opened (a read-only directory) writers go without turns.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+
+    def _lock(self, command: int, kind: int) -> bytes:
+        assert self._fd is not None
+        return fcntl.fcntl(self._fd, command, struct.pack(_FLOCK, kind, os.SEEK_SET, 0, 1, 0))
+
+    def others_waiting(self) -> bool:
+        if self._fd is None:
+            return False
+        try:
+            answer = self._lock(fcntl.F_OFD_GETLK, fcntl.F_WRLCK)
+        except OSError:
+            return False
+        kind: int = struct.unpack(_FLOCK, answer)[0]
+        return kind != fcntl.F_UNLCK
+
+    def announce(self) -> None:
+        if self._fd is not None:
+            try:
+                self._lock(fcntl.F_OFD_SETLK, fcntl.F_RDLCK)
+            except OSError:
+                pass
+
+    def withdraw(self) -> None:
+        if self._fd is not None:
+            try:
+                self._lock(fcntl.F_OFD_SETLK, fcntl.F_UNLCK)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
 class SqliteStore:
     """The embedded store: one SQLite file in WAL mode, ``synchronous=FULL``.
 
@@ -242,6 +311,7 @@ class SqliteStore:
             self._db = self._connect()
             with self._lock:
                 self._db.executescript(_SCHEMA)
+            self._turns: _WriterTurns | None = None  # opened by the first append
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open the audit store {self.path}: {exc}") from exc
         except OSError as exc:
@@ -312,7 +382,7 @@ class SqliteStore:
         with self._lock:
             db = self._db
             try:
-                db.execute("BEGIN IMMEDIATE")
+                self._begin_write(db)
                 try:
                     (size,) = db.execute("SELECT size FROM head WHERE id = 1").fetchone()
                     appended, new_hashes, root = build_batch(
@@ -346,6 +416,44 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise AuditError(f"audit append failed: {exc}", reason=_sqlite_reason(exc)) from exc
             return appended, note
+
+    def _begin_write(self, db: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` within ``busy_timeout``, taking turns with writers
+        in other processes (:class:`_WriterTurns`) instead of SQLite's busy
+        handler, whose sleeps grow to 100 ms."""
+        turns = self._turns
+        if turns is None:
+            turns = self._turns = _WriterTurns(self.path)
+        start = time.monotonic()
+        if turns.others_waiting():
+            (version,) = db.execute("PRAGMA data_version").fetchone()
+            until = start + min(_MAX_YIELD, self.busy_timeout / 4)
+            while time.monotonic() < until and turns.others_waiting():
+                time.sleep(0.0005)
+                if db.execute("PRAGMA data_version").fetchone()[0] != version:
+                    break
+        deadline = start + self.busy_timeout
+        db.execute("PRAGMA busy_timeout=0")
+        waiting = False
+        try:
+            pause = 0.0002
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    left = deadline - time.monotonic()
+                    if not _busy(exc) or left <= 0:
+                        raise
+                if not waiting:
+                    turns.announce()
+                    waiting = True
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.002)
+        finally:
+            if waiting:
+                turns.withdraw()
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
 
     def size(self) -> int:
         with self._lock:
@@ -463,3 +571,5 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._turns is not None:
+                self._turns.close()
