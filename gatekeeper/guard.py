@@ -42,7 +42,7 @@ from gatekeeper.decision import BLOCKING_OBLIGATIONS, Decision
 from gatekeeper.engines.base import PolicyEngine
 from gatekeeper.errors import GatekeeperError, RequestError
 from gatekeeper.redact import Redactor
-from gatekeeper.request import DEFAULT_TIMEZONE, AccessRequest, parse_request
+from gatekeeper.request import DEFAULT_TIMEZONE, AccessRequest, parse_request, was_parsed
 
 if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
@@ -209,7 +209,11 @@ class Gatekeeper:
         return self._parse(request, check_skew=True)
 
     def _parse(self, request: RequestInput, *, check_skew: bool) -> AccessRequest:
-        if isinstance(request, AccessRequest):
+        if isinstance(request, AccessRequest) and was_parsed(request):
+            # parse_request made it (gk.access, the proxy, a caller that
+            # parsed first): it is valid and immutable; no second parse.
+            parsed = request
+        elif isinstance(request, AccessRequest):
             # A typed request is checked like any other: the dataclasses do
             # not validate themselves, and a wrong type must not reach Rego.
             try:

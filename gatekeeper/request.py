@@ -35,6 +35,7 @@ import difflib
 import json
 import re
 import unicodedata
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -85,6 +86,7 @@ __all__ = [
     "Vendor",
     "code_key",
     "parse_request",
+    "was_parsed",
 ]
 
 # --------------------------------------------------------------------------- limits
@@ -269,7 +271,7 @@ class Vendor:
     enforcement_linked: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)
 class AccessRequest:
     """One request for student records (``shared/CONTRACT.md``).
 
@@ -366,7 +368,20 @@ def parse_request(
     request = _access_request(value, now)
     if 3 * size + _NORMALIZED_GROWTH > MAX_REQUEST_BYTES:
         _check_normalized_size(request)
+    _PARSED[id(request)] = request
     return request
+
+
+#: The requests parse_request returned that are still alive, by id. They are
+#: frozen all the way down (frozen slotted dataclasses, tuples, datetimes), so
+#: one that parsed needs no second check; any other AccessRequest (built by
+#: hand, or by dataclasses.replace) is not here and is checked again.
+_PARSED: weakref.WeakValueDictionary[int, AccessRequest] = weakref.WeakValueDictionary()
+
+
+def was_parsed(request: AccessRequest) -> bool:
+    """Whether ``request`` is an object :func:`parse_request` returned (and so valid)."""
+    return _PARSED.get(id(request)) is request
 
 
 _T = TypeVar("_T")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +128,47 @@ def test_typed_requests_are_validated_again(tmp_path: Path) -> None:
     )
     decision = gk.decide(broken)
     assert decision.decision == "deny" and decision.reason == "invalid_request"
+
+
+
+def test_a_parsed_request_is_not_parsed_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What parse_request returned is valid and frozen all the way down: decide
+    and access take it as it is (gk.access used to parse a dict twice). Any
+    other AccessRequest, equal or not, is parsed again, and the as_of skew
+    check still applies to a parsed one."""
+    import dataclasses
+
+    import gatekeeper.guard as guard_module
+    from gatekeeper.request import parse_request, was_parsed
+
+    teacher = next(c["request"] for c in CASES if c["id"] == "A01")
+    parsed = parse_request(teacher)
+    assert was_parsed(parsed)
+    copy = dataclasses.replace(parsed)
+    assert copy == parsed and not was_parsed(copy)
+
+    calls: list[object] = []
+
+    def counting(data: Any, **kwargs: Any) -> Any:
+        calls.append(data)
+        return parse_request(data, **kwargs)
+
+    monkeypatch.setattr(guard_module, "parse_request", counting)
+    gk = gatekeeper.open(data_dir=tmp_path / "a")
+    assert gk.decide(parsed).decision == "permit" and calls == []
+    assert gk.decide(copy).decision == "permit" and len(calls) == 1
+    calls.clear()
+    with gk.access(teacher) as grant:
+        assert grant.decision.decision == "permit"
+    assert len(calls) == 1
+
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text("max_as_of_skew = 300\n")
+    strict = gatekeeper.open(data_dir=tmp_path / "b", config=config)
+    backdated = strict.decide(parse_request(teacher))  # as_of 2026-04-02
+    assert backdated.decision == "deny" and backdated.reason == "invalid_request"
 
 
 def test_backdated_requests_can_be_refused(tmp_path: Path) -> None:
