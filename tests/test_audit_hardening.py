@@ -130,6 +130,11 @@ def test_timed_out_appends_are_never_committed(tmp_path: Path) -> None:
 
 
 def test_taken_append_waits_a_bounded_time(tmp_path: Path) -> None:
+    """Behind a commit that hangs in the store: a caller whose entry the stuck
+    leader took waits ``timeout`` + ``outcome_wait``, then "outcome unknown"; a
+    caller whose entry is still queued gives up after ``timeout`` and its entry
+    is never written. (The leader itself waits on the store, whose own calls
+    are bounded: SQLite's busy timeout, PostgreSQL's call timeout.)"""
     store = WrappedStore(SqliteStore(tmp_path / "audit.sqlite"))
     release = threading.Event()
     entered = threading.Event()
@@ -140,29 +145,54 @@ def test_taken_append_waits_a_bounded_time(tmp_path: Path) -> None:
 
     store.before_append = stuck
     log = AuditLog(store, KeyStore(tmp_path, origin=ORIGIN), timeout=0.5)  # type: ignore[arg-type]
-    outcome: list[BaseException | object] = []
+    outcome: dict[int, BaseException | object] = {}
+    finished: dict[int, float] = {}
 
-    def call() -> None:
+    def call(i: int) -> None:
         try:
-            outcome.append(log.append(entry(0)))
+            outcome[i] = log.append(entry(i))
         except BaseException as exc:
-            outcome.append(exc)
+            outcome[i] = exc
+        finished[i] = time.monotonic()
 
+    callers = [threading.Thread(target=call, args=(i,), daemon=True) for i in (0, 1)]
+    log._commit_lock.acquire()  # both entries queue before anyone leads
     started = time.monotonic()
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
-    caller.join(15)
-    elapsed = time.monotonic() - started
-    release.set()
+    for caller in callers:
+        caller.start()
+    while log._queue.qsize() < 2:
+        time.sleep(0.001)
+    log._commit_lock.release()
     try:
-        assert entered.is_set()
-        assert not caller.is_alive(), "append waited without bound for a taken entry"
-        assert len(outcome) == 1 and isinstance(outcome[0], AuditError), outcome
-        assert outcome[0].reason == "audit_timeout"
-        assert "outcome unknown" in str(outcome[0])
-        assert elapsed < 0.5 + 3 * 0.1 + 5 + 2
+        assert entered.wait(5), "no caller led the commit"
+        late = threading.Thread(target=call, args=(2,), daemon=True)  # queued behind it
+        late.start()
+        late.join(5)
+        assert not late.is_alive()
+        assert isinstance(outcome[2], AuditError) and outcome[2].reason == "audit_timeout"
+        assert "not durable within 0.5s" in str(outcome[2])
+        # The follower whose entry the leader took: bounded, "outcome unknown".
+        deadline = started + 0.5 + 3 * 0.1 + 5 + 2
+        while len(outcome) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (follower,) = [i for i in (0, 1) if i in outcome]
+        assert isinstance(outcome[follower], AuditError), outcome
+        assert outcome[follower].reason == "audit_timeout"  # type: ignore[union-attr]
+        assert "outcome unknown" in str(outcome[follower])
+        assert finished[follower] - started < 0.5 + 3 * 0.1 + 5 + 1
     finally:
-        log.close()
+        release.set()
+    for caller in callers:
+        caller.join(5)
+    (leader,) = [i for i in (0, 1) if i != follower]
+    assert not isinstance(outcome[leader], BaseException), outcome[leader]
+    # Both taken entries are in the log (the follower's outcome was unknown to
+    # it, not lost: over-reporting, the safe direction); the abandoned one is not.
+    after = log.append(entry(3))
+    assert after.index == 2
+    stored = [json.loads(e.data)["i"] for e in store.inner.read_entries(0, 3)]
+    assert sorted(stored[:2]) == [0, 1] and stored[2] == 3
+    log.close()
 
 
 # --- 9: key rotation ------------------------------------------------------------

@@ -9,9 +9,13 @@
     >>> log.close()
 
 ``append`` blocks until the entry, its tree hashes and a new signed
-checkpoint are committed. Concurrent callers (threads) are batched by one
-writer thread into a single transaction and a single checkpoint; processes
-serialize on the store's lock. An append that cannot be made durable within
+checkpoint are committed. Concurrent callers (threads) are group-committed
+into a single transaction and a single checkpoint: the caller that finds no
+commit running leads, taking every queued entry (its own included) into one
+batch, while the others wait for it and then find their entries committed or
+lead the next batch (leader/follower, as in database group commit; no hand-off
+to a writer thread on the path of a lone caller). Processes serialize on the
+store's lock. An append that cannot be made durable within
 ``timeout`` raises :class:`AuditError`; an entry is never acknowledged
 before its transaction committed.
 
@@ -72,8 +76,8 @@ class _Pending:
     """One entry on its way into the log.
 
     ``state`` moves once, under the log's state lock: queued -> taken (by the
-    writer, which then commits it) or queued -> abandoned (by a caller that
-    gave up; the writer never writes it).
+    leading caller, which then commits it) or queued -> abandoned (by a caller
+    that gave up; no leader writes it).
     """
 
     __slots__ = (
@@ -152,7 +156,7 @@ def default_origin(data_dir: Path) -> str:
 
 
 class AuditLog:
-    """One tamper-evident log: a store, a key store, a writer thread."""
+    """One tamper-evident log: a store, a key store, group commit."""
 
     def __init__(
         self,
@@ -167,7 +171,7 @@ class AuditLog:
             keys.log_size = store.size
         self.origin = keys.origin
         self.timeout = timeout
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._state_lock = threading.Lock()
         self._closed = False
         #: The latest trustworthy entry time in the log (epoch seconds), for the
@@ -175,12 +179,12 @@ class AuditLog:
         self._time_floor = 0.0
         self._floor_size: int | None = None
         self._floor_retry = 0.0
-        self._writer = threading.Thread(target=self._run, name="gatekeeper-audit", daemon=True)
-        self._writer.start()
+        #: Held by the caller leading a commit (see ``_append``).
+        self._commit_lock = threading.Lock()
 
     @property
     def outcome_wait(self) -> float:
-        """How long a caller whose entry the writer took waits past ``timeout``:
+        """How long a caller whose entry a leader took waits past ``timeout``:
         the store's lock timeout three times over (lock, statements, COMMIT), and 5 s."""
         lock = getattr(self.store, "lock_timeout", None)
         if not isinstance(lock, int | float):
@@ -300,7 +304,7 @@ class AuditLog:
         """The latest trustworthy entry time of the log (epoch seconds, 0.0 if none).
 
         Read from the log's tail on first use (so it holds across restarts),
-        then followed by the writer: when a batch lands after entries that
+        then followed by each commit: when a batch lands after entries that
         other processes appended, their times are read (so a process learns
         of them at its next append). Entries denied for a clock fault do not
         count. A failed read is retried at most once a second.
@@ -329,35 +333,46 @@ class AuditLog:
             self._time_floor = max(self._time_floor, floor)
         self._floor_size = size
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            live = []
-            with self._state_lock:
-                for p in batch:
-                    if p.state == _QUEUED:  # a waiter that gave up is not written
-                        p.state = _TAKEN
-                        live.append(p)
+    def _lead(self) -> None:
+        """Commit what is queued, in batches of at most ``MAX_BATCH`` (under
+        ``_commit_lock``). Entries whose callers gave up are not written."""
+        batch: list[_Pending] = []
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        live = []
+        with self._state_lock:
+            for p in batch:
+                if p.state == _QUEUED:  # a waiter that gave up is not written
+                    p.state = _TAKEN
+                    live.append(p)
+        try:
             for segment in self._segments(live):
                 self._commit(segment)
+        except BaseException as exc:  # _commit settles its own; never leave one hanging
+            for p in live:
+                if not p.done.is_set():
+                    p.error = exc if isinstance(exc, AuditError) else AuditError(str(exc))
+                    p.done.set()
+            raise
 
     def _append(self, pending: _Pending) -> AuditReceipt:
         if self._closed:
             raise AuditError("the audit log is closed")
         self._queue.put(pending)
-        if not pending.done.wait(self.timeout):
+        deadline = time.monotonic() + self.timeout
+        while not pending.done.is_set():
+            left = deadline - time.monotonic()
+            if left > 0 and self._commit_lock.acquire(timeout=left):
+                try:
+                    # A leader before us may have committed this entry already.
+                    if not pending.done.is_set():
+                        self._lead()
+                finally:
+                    self._commit_lock.release()
+                continue
             with self._state_lock:
                 abandoned = pending.state == _QUEUED
                 if abandoned:
@@ -366,7 +381,7 @@ class AuditLog:
                 raise AuditError(
                     f"audit append not durable within {self.timeout}s", reason="audit_timeout"
                 )
-            # Taken by the writer: its transaction is bounded by the store's own
+            # Taken by a leader: its transaction is bounded by the store's own
             # lock timeout; wait for the outcome that long, not forever.
             if not pending.done.wait(self.outcome_wait):
                 raise AuditError("audit append outcome unknown", reason="audit_timeout")
@@ -465,12 +480,21 @@ class AuditLog:
         return merkle.prove_tree(n, old_size, self.store.read_hashes)
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._writer.join(timeout=10)
+        """Commit what callers have queued, wait (at most 10 s) for a running
+        commit, then close the store and the keys."""
+        if self._closed:
+            return
+        self._closed = True
+        locked = self._commit_lock.acquire(timeout=10)
+        try:
+            if locked:
+                while not self._queue.empty():
+                    self._lead()
+        finally:
             self.store.close()
             self.keys.close()
+            if locked:
+                self._commit_lock.release()
 
     def __enter__(self) -> AuditLog:
         return self
