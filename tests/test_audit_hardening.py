@@ -156,13 +156,16 @@ def test_taken_append_waits_a_bounded_time(tmp_path: Path) -> None:
         finished[i] = time.monotonic()
 
     callers = [threading.Thread(target=call, args=(i,), daemon=True) for i in (0, 1)]
-    log._commit_lock.acquire()  # both entries queue before anyone leads
+    with log._turn:  # both entries queue before anyone leads
+        log._leading = True
     started = time.monotonic()
     for caller in callers:
         caller.start()
-    while log._queue.qsize() < 2:
+    while len(log._queue) < 2:
         time.sleep(0.001)
-    log._commit_lock.release()
+    with log._turn:
+        log._leading = False
+        log._turn.notify_all()
     try:
         assert entered.wait(5), "no caller led the commit"
         late = threading.Thread(target=call, args=(2,), daemon=True)  # queued behind it

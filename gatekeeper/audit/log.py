@@ -27,8 +27,8 @@ write fails, the whole append fails. An ``obligation_ack`` entry
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
 import socket
 import tempfile
 import threading
@@ -171,16 +171,17 @@ class AuditLog:
             keys.log_size = store.size
         self.origin = keys.origin
         self.timeout = timeout
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._state_lock = threading.Lock()
+        #: Entries waiting for a leader; ``_turn`` guards it, ``_leading`` and
+        #: every ``_Pending.state``, and wakes the waiters after each commit.
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._turn = threading.Condition(threading.Lock())
+        self._leading = False
         self._closed = False
         #: The latest trustworthy entry time in the log (epoch seconds), for the
         #: clock check (``time_floor``); ``_floor_size``: the log size it covers.
         self._time_floor = 0.0
         self._floor_size: int | None = None
         self._floor_retry = 0.0
-        #: Held by the caller leading a commit (see ``_append``).
-        self._commit_lock = threading.Lock()
 
     @property
     def outcome_wait(self) -> float:
@@ -333,58 +334,65 @@ class AuditLog:
             self._time_floor = max(self._time_floor, floor)
         self._floor_size = size
 
-    def _lead(self) -> None:
-        """Commit what is queued, in batches of at most ``MAX_BATCH`` (under
-        ``_commit_lock``). Entries whose callers gave up are not written."""
+    def _take_locked(self) -> list[_Pending]:
+        """Up to ``MAX_BATCH`` queued entries, now taken (``_turn`` held); those
+        whose callers gave up are dropped, never written."""
         batch: list[_Pending] = []
-        while len(batch) < MAX_BATCH:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        live = []
-        with self._state_lock:
-            for p in batch:
-                if p.state == _QUEUED:  # a waiter that gave up is not written
-                    p.state = _TAKEN
-                    live.append(p)
+        while self._queue and len(batch) < MAX_BATCH:
+            p = self._queue.popleft()
+            if p.state == _QUEUED:
+                p.state = _TAKEN
+                batch.append(p)
+        return batch
+
+    def _lead_locked(self) -> None:
+        """Commit one batch as the leader: called with ``_turn`` held, which is
+        released while the store works and held again on return."""
+        self._leading = True
+        batch = self._take_locked()
+        self._turn.release()
         try:
-            for segment in self._segments(live):
+            for segment in self._segments(batch):
                 self._commit(segment)
         except BaseException as exc:  # _commit settles its own; never leave one hanging
-            for p in live:
+            for p in batch:
                 if not p.done.is_set():
                     p.error = exc if isinstance(exc, AuditError) else AuditError(str(exc))
                     p.done.set()
             raise
+        finally:
+            self._turn.acquire()
+            self._leading = False
+            self._turn.notify_all()
 
     def _append(self, pending: _Pending) -> AuditReceipt:
+        """Group commit, leader/follower: a caller that finds no commit running
+        leads (takes every queued entry, its own included, into one batch); the
+        others wait, and after each commit find their entry done or one of them
+        leads the next batch. No thread hand-off on the way of a lone caller."""
         if self._closed:
             raise AuditError("the audit log is closed")
-        self._queue.put(pending)
         deadline = time.monotonic() + self.timeout
-        while not pending.done.is_set():
-            left = deadline - time.monotonic()
-            if left > 0 and self._commit_lock.acquire(timeout=left):
-                try:
-                    # A leader before us may have committed this entry already.
-                    if not pending.done.is_set():
-                        self._lead()
-                finally:
-                    self._commit_lock.release()
-                continue
-            with self._state_lock:
-                abandoned = pending.state == _QUEUED
-                if abandoned:
-                    pending.state = _ABANDONED
-            if abandoned:
-                raise AuditError(
-                    f"audit append not durable within {self.timeout}s", reason="audit_timeout"
-                )
-            # Taken by a leader: its transaction is bounded by the store's own
-            # lock timeout; wait for the outcome that long, not forever.
-            if not pending.done.wait(self.outcome_wait):
-                raise AuditError("audit append outcome unknown", reason="audit_timeout")
+        with self._turn:
+            self._queue.append(pending)
+            while not pending.done.is_set():
+                if not self._leading:
+                    self._lead_locked()
+                    continue
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._turn.wait(left)
+                    continue
+                if pending.state == _QUEUED:
+                    pending.state = _ABANDONED  # never written by any leader
+                    raise AuditError(
+                        f"audit append not durable within {self.timeout}s", reason="audit_timeout"
+                    )
+                break  # taken by the running commit: wait for its outcome below
+        # Taken by a leader: its transaction is bounded by the store's own lock
+        # timeout; wait for the outcome that long, not forever.
+        if not pending.done.wait(self.outcome_wait):
+            raise AuditError("audit append outcome unknown", reason="audit_timeout")
         if pending.error is not None:
             raise pending.error
         assert pending.receipt is not None
@@ -485,16 +493,16 @@ class AuditLog:
         if self._closed:
             return
         self._closed = True
-        locked = self._commit_lock.acquire(timeout=10)
-        try:
-            if locked:
-                while not self._queue.empty():
-                    self._lead()
-        finally:
-            self.store.close()
-            self.keys.close()
-            if locked:
-                self._commit_lock.release()
+        with self._turn:
+            until = time.monotonic() + 10
+            while self._leading and self._turn.wait(max(0.0, until - time.monotonic())):
+                pass
+            try:
+                while self._queue and not self._leading:
+                    self._lead_locked()
+            finally:
+                self.store.close()
+                self.keys.close()
 
     def __enter__(self) -> AuditLog:
         return self
