@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import re
 import unicodedata
@@ -566,6 +567,7 @@ class _Reader:
         return self.opt(key, _bool) is True
 
 
+@functools.cache
 def _keys(cls: type[Any]) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -760,10 +762,23 @@ def _show(value: str, limit: int = 64) -> str:
     return shown + "…" if len(value) > limit else shown
 
 
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
 def _join(path: str, key: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", key):
+    """``path.key``, or ``path['odd key']`` for a key that is not plain."""
+    if len(key) <= 64 and len(path) <= 256:  # the cache keeps short strings only
+        return _join_cached(path, key)
+    return _join_uncached(path, key)
+
+
+def _join_uncached(path: str, key: str) -> str:
+    if not _PLAIN_KEY.fullmatch(key):
         return f"{path}[{_show(key)}]"
     return f"{path}.{key}" if path else key
+
+
+_join_cached: Final = functools.lru_cache(maxsize=4096)(_join_uncached)
 
 
 def _unknown_key(key: str, known: tuple[str, ...]) -> str:
@@ -778,17 +793,26 @@ def _unknown_key(key: str, known: tuple[str, ...]) -> str:
 def _string(value: object, path: str, controls_ok: frozenset[str]) -> str:
     if not isinstance(value, str):
         raise RequestError(path, f"expected a string, got {_kind(value)}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise RequestError(path, f"lone surrogate at character {exc.start}") from exc
-    value = unicodedata.normalize("NFC", value)
+    if not value.isascii():  # ASCII is valid UTF-8 and already NFC
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RequestError(path, f"lone surrogate at character {exc.start}") from exc
+        value = unicodedata.normalize("NFC", value)
     if len(value) > MAX_STRING_LENGTH:
         raise RequestError(path, f"longer than {MAX_STRING_LENGTH} characters")
-    for index, char in enumerate(value):
-        if unicodedata.category(char) == "Cc" and char not in controls_ok:
+    # Category Cc is exactly U+0000-U+001F and U+007F-U+009F.
+    found = _CONTROL.search(value)
+    while found is not None:
+        char = found.group()
+        if char not in controls_ok:
+            index = found.start()
             raise RequestError(path, f"control character U+{ord(char):04X} at {index}")
+        found = _CONTROL.search(value, found.end())
     return value
+
+
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _text(value: object, path: str) -> str:
