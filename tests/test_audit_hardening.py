@@ -163,9 +163,9 @@ def test_taken_append_waits_a_bounded_time(tmp_path: Path) -> None:
         caller.start()
     while len(log._queue) < 2:
         time.sleep(0.001)
-    with log._turn:
-        log._leading = False
-        log._turn.notify_all()
+    with log._turn:  # hand the lead to the first caller: it takes both entries
+        log._queue[0].promoted = True
+        log._queue[0].wake.set()
     try:
         assert entered.wait(5), "no caller led the commit"
         late = threading.Thread(target=call, args=(2,), daemon=True)  # queued behind it

@@ -75,9 +75,10 @@ _QUEUED, _TAKEN, _ABANDONED = "queued", "taken", "abandoned"
 class _Pending:
     """One entry on its way into the log.
 
-    ``state`` moves once, under the log's state lock: queued -> taken (by the
-    leading caller, which then commits it) or queued -> abandoned (by a caller
-    that gave up; no leader writes it).
+    ``state`` moves once, under the log's ``_turn`` lock: queued -> taken (by
+    the leading caller, which then commits it) or queued -> abandoned (by a
+    caller that gave up; no leader writes it). ``wake`` is set when the entry
+    is done, or when its caller is handed the lead (``promoted``).
     """
 
     __slots__ = (
@@ -85,11 +86,13 @@ class _Pending:
         "done",
         "error",
         "outbox",
+        "promoted",
         "receipt",
         "rotation",
         "signature",
         "signer_id",
         "state",
+        "wake",
     )
 
     def __init__(
@@ -108,6 +111,8 @@ class _Pending:
         #: The entry's obligation rows, or the acknowledgment it records.
         self.outbox = outbox
         self.done = threading.Event()
+        self.wake = threading.Event()
+        self.promoted = False
         self.state = _QUEUED
         self.receipt: AuditReceipt | None = None
         self.error: BaseException | None = None
@@ -171,10 +176,11 @@ class AuditLog:
             keys.log_size = store.size
         self.origin = keys.origin
         self.timeout = timeout
-        #: Entries waiting for a leader; ``_turn`` guards it, ``_leading`` and
-        #: every ``_Pending.state``, and wakes the waiters after each commit.
+        #: Entries waiting for a leader; ``_turn`` guards it, ``_leading`` (a
+        #: caller is leading, or has been handed the lead) and every
+        #: ``_Pending.state`` and ``promoted``.
         self._queue: collections.deque[_Pending] = collections.deque()
-        self._turn = threading.Condition(threading.Lock())
+        self._turn = threading.Lock()
         self._leading = False
         self._closed = False
         #: The latest trustworthy entry time in the log (epoch seconds), for the
@@ -291,6 +297,7 @@ class AuditLog:
             for p in batch:
                 p.error = error
                 p.done.set()
+                p.wake.set()
             return
         size = appended[-1].index + 1 if appended else 0
         if appended:
@@ -298,6 +305,7 @@ class AuditLog:
         for p, a in zip(batch, appended, strict=True):
             p.receipt = AuditReceipt(self.origin, a.index, a.leaf_hash, size)
             p.done.set()
+            p.wake.set()
 
     # -- the time floor (clock check) ------------------------------------------
 
@@ -345,12 +353,7 @@ class AuditLog:
                 batch.append(p)
         return batch
 
-    def _lead_locked(self) -> None:
-        """Commit one batch as the leader: called with ``_turn`` held, which is
-        released while the store works and held again on return."""
-        self._leading = True
-        batch = self._take_locked()
-        self._turn.release()
+    def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
             for segment in self._segments(batch):
                 self._commit(segment)
@@ -359,36 +362,68 @@ class AuditLog:
                 if not p.done.is_set():
                     p.error = exc if isinstance(exc, AuditError) else AuditError(str(exc))
                     p.done.set()
+                    p.wake.set()
             raise
+
+    def _lead(self, own: _Pending) -> None:
+        """Commit batches until ``own`` is done, then hand the lead to the caller
+        of the first entry still queued (or give it up when none is)."""
+        try:
+            while not own.done.is_set():
+                with self._turn:
+                    batch = self._take_locked()
+                if not batch:  # cannot happen: own is queued until a leader takes it
+                    break
+                self._commit_batch(batch)
         finally:
-            self._turn.acquire()
-            self._leading = False
-            self._turn.notify_all()
+            with self._turn:
+                while self._queue and self._queue[0].state != _QUEUED:
+                    self._queue.popleft()  # abandoned: never written
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.promoted = True  # _leading stays True: the lead passes
+                    successor.wake.set()
+                else:
+                    self._leading = False
 
     def _append(self, pending: _Pending) -> AuditReceipt:
         """Group commit, leader/follower: a caller that finds no commit running
-        leads (takes every queued entry, its own included, into one batch); the
-        others wait, and after each commit find their entry done or one of them
-        leads the next batch. No thread hand-off on the way of a lone caller."""
+        leads (takes every queued entry, its own included, into one batch) and,
+        once its own entry is durable, hands the lead to the caller of the first
+        entry still queued, which takes everything queued by then. The others
+        sleep until their entry is done. No thread hand-off on the way of a
+        lone caller; one wake-up per waiting caller."""
         if self._closed:
             raise AuditError("the audit log is closed")
         deadline = time.monotonic() + self.timeout
         with self._turn:
             self._queue.append(pending)
-            while not pending.done.is_set():
-                if not self._leading:
-                    self._lead_locked()
-                    continue
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._turn.wait(left)
+            lead = not self._leading
+            self._leading = True
+        while not pending.done.is_set():
+            if lead:
+                self._lead(pending)
+                break
+            left = deadline - time.monotonic()
+            if left > 0 and pending.wake.wait(left):
+                with self._turn:
+                    if pending.promoted:
+                        pending.promoted = False
+                        pending.wake.clear()
+                        lead = True
+                continue
+            with self._turn:
+                if pending.promoted:  # handed the lead just now: it must be taken
+                    pending.promoted = False
+                    pending.wake.clear()
+                    lead = True
                     continue
                 if pending.state == _QUEUED:
                     pending.state = _ABANDONED  # never written by any leader
                     raise AuditError(
                         f"audit append not durable within {self.timeout}s", reason="audit_timeout"
                     )
-                break  # taken by the running commit: wait for its outcome below
+            break  # taken by the running commit: wait for its outcome below
         # Taken by a leader: its transaction is bounded by the store's own lock
         # timeout; wait for the outcome that long, not forever.
         if not pending.done.wait(self.outcome_wait):
@@ -493,16 +528,25 @@ class AuditLog:
         if self._closed:
             return
         self._closed = True
-        with self._turn:
-            until = time.monotonic() + 10
-            while self._leading and self._turn.wait(max(0.0, until - time.monotonic())):
-                pass
-            try:
-                while self._queue and not self._leading:
-                    self._lead_locked()
-            finally:
-                self.store.close()
-                self.keys.close()
+        until = time.monotonic() + 10
+        taken = False
+        while not taken and time.monotonic() < until:
+            with self._turn:
+                if not self._leading:
+                    self._leading = taken = True
+            if not taken:
+                time.sleep(0.005)
+        try:
+            if taken:
+                while True:
+                    with self._turn:
+                        batch = self._take_locked()
+                    if not batch:
+                        break
+                    self._commit_batch(batch)
+        finally:
+            self.store.close()
+            self.keys.close()
 
     def __enter__(self) -> AuditLog:
         return self
