@@ -552,3 +552,62 @@ def test_a_process_is_not_starved_by_another_writing_back_to_back(tmp_path: Path
         assert verify_log(reopened.store, reopened.keys).ok
     finally:
         reopened.close()
+
+
+def test_group_commit_under_timeouts_loses_no_lead_and_writes_no_abandoned_entry(
+    tmp_path: Path,
+) -> None:
+    """Sixteen threads, a store that is slow now and then, a timeout shorter
+    than a slow commit: callers give up (abandoned entries), leads are handed
+    to callers that are about to give up. Afterwards: every receipt is in the
+    log at its index with its leaf hash, no entry its caller gave up on was
+    written, and the log still takes appends (the lead was never lost)."""
+    import random
+
+    store = WrappedStore(SqliteStore(tmp_path / "audit.sqlite"))
+    inner_append = store.append_batch
+    rng = random.Random(7)
+
+    def sometimes_slow(entries: Any, sign: Any) -> Any:
+        if rng.random() < 0.2:
+            time.sleep(0.03)
+        return inner_append(entries, sign)
+
+    store.append_batch = sometimes_slow  # type: ignore[method-assign]
+    log = AuditLog(store, KeyStore(tmp_path, origin=ORIGIN), timeout=0.02)  # type: ignore[arg-type]
+    receipts: dict[bytes, int] = {}
+    abandoned: set[bytes] = set()
+    unknown: set[bytes] = set()
+    lock = threading.Lock()
+    stop = time.monotonic() + 3.0
+
+    def run(t: int) -> None:
+        i = 0
+        while time.monotonic() < stop:
+            data = entry(i, t=t)
+            i += 1
+            try:
+                receipt = log.append(data)
+            except AuditError as exc:
+                with lock:
+                    (unknown if "outcome unknown" in str(exc) else abandoned).add(data)
+                    assert "not durable" in str(exc) or "outcome unknown" in str(exc), exc
+                continue
+            with lock:
+                receipts[data] = receipt.index
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert not any(th.is_alive() for th in threads), "a caller hung: the lead was lost"
+    assert receipts and abandoned, (len(receipts), len(abandoned))
+    last = log.append(entry(-1))  # the lead is free
+    stored = {e.data: e.index for e in store.inner.read_entries(0, last.index)}
+    for data, index in receipts.items():
+        assert stored.get(data) == index
+    assert not abandoned & stored.keys(), "an entry whose caller gave up was written"
+    assert set(stored) <= set(receipts) | unknown
+    assert verify_log(store.inner, log.keys).ok
+    log.close()
