@@ -978,6 +978,12 @@ def code_key(value: str | None) -> str:
     stripped, and Cyrillic, Greek and other letters that look like Latin ones
     are folded to them: ``"I\u200bCE"``, ``"\u0406CE"`` (Cyrillic) and
     ``"\u00cdCE"`` are all ``"ICE"``."""
+    if value is not None and len(value) <= 256:  # agency and court names repeat
+        return _code_key_cached(value)
+    return _code_key_uncached(value)
+
+
+def _code_key_uncached(value: str | None) -> str:
     if not value:
         return ""
     # Found in review: "I\u200bCE", Cyrillic "\u0406CE", Greek "\u0399CE" and
@@ -994,6 +1000,9 @@ def code_key(value: str | None) -> str:
     )
     folded = unicodedata.normalize("NFKC", visible).upper().translate(_CONFUSABLES)
     return "-".join(_CODE_TOKEN.findall(folded))
+
+
+_code_key_cached: Final = functools.lru_cache(maxsize=2048)(_code_key_uncached)
 
 
 _CODE_TOKEN = re.compile(r"[A-Z0-9]+")
