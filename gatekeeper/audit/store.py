@@ -225,6 +225,8 @@ def _sqlite_reason(exc: sqlite3.Error) -> str:
 
 # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (+ padding).
 _FLOCK = "hhqqi4x"
+#: Committed tree hashes kept in memory for the next commits (see _read_hashes_cached).
+_HASH_CACHE = 8192
 # A writer that finds others waiting lets them in first, for at most this long.
 _MAX_YIELD = 0.05
 
@@ -312,6 +314,7 @@ class SqliteStore:
             with self._lock:
                 self._db.executescript(_SCHEMA)
             self._turns: _WriterTurns | None = None  # opened by the first append
+            self._hash_cache: dict[int, bytes] = {}
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open the audit store {self.path}: {exc}") from exc
         except OSError as exc:
@@ -386,7 +389,7 @@ class SqliteStore:
                 try:
                     (size,) = db.execute("SELECT size FROM head WHERE id = 1").fetchone()
                     appended, new_hashes, root = build_batch(
-                        size, entries, self._read_hashes_locked
+                        size, entries, self._read_hashes_cached
                     )
                     db.executemany(
                         "INSERT INTO entries (idx, data, signature) VALUES (?, ?, ?)",
@@ -404,6 +407,7 @@ class SqliteStore:
                     )
                     db.execute("UPDATE head SET size = ? WHERE id = 1", (new_size,))
                     db.execute("COMMIT")
+                    self._remember(new_hashes)
                 except BaseException:
                     # SQLite may already have rolled back (SQLITE_FULL, IOERR, BUSY
                     # on COMMIT): a second ROLLBACK would raise and hide the cause.
@@ -416,6 +420,23 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise AuditError(f"audit append failed: {exc}", reason=_sqlite_reason(exc)) from exc
             return appended, note
+
+    def _read_hashes_cached(self, indexes: Sequence[int]) -> list[bytes]:
+        """Tree hashes for a commit, from the cache of committed ones where
+        possible. A stored hash never changes once committed (the tree only
+        grows), so the cache is valid across processes; only hashes read from
+        the store or committed by this one enter it. ``read_hashes`` (proofs,
+        verify) always reads the store."""
+        cache = self._hash_cache
+        missing = [i for i in indexes if i not in cache]
+        if missing:
+            self._remember(dict(zip(missing, self._read_hashes_locked(missing), strict=True)))
+        return [cache[i] for i in indexes]
+
+    def _remember(self, hashes: dict[int, bytes]) -> None:
+        if len(self._hash_cache) + len(hashes) > _HASH_CACHE:
+            self._hash_cache.clear()  # the next commit reads its O(log n) hashes again
+        self._hash_cache.update(hashes)
 
     def _begin_write(self, db: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE`` within ``busy_timeout``, taking turns with writers
