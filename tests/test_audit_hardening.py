@@ -157,14 +157,14 @@ def test_taken_append_waits_a_bounded_time(tmp_path: Path) -> None:
 
     callers = [threading.Thread(target=call, args=(i,), daemon=True) for i in (0, 1)]
     with log._turn:  # both entries queue before anyone leads
-        log._leading = True
+        log._owner = log
     started = time.monotonic()
     for caller in callers:
         caller.start()
     while len(log._queue) < 2:
         time.sleep(0.001)
     with log._turn:  # hand the lead to the first caller: it takes both entries
-        log._queue[0].promoted = True
+        log._owner = log._queue[0]
         log._queue[0].wake.set()
     try:
         assert entered.wait(5), "no caller led the commit"
@@ -611,3 +611,73 @@ def test_group_commit_under_timeouts_loses_no_lead_and_writes_no_abandoned_entry
     assert set(stored) <= set(receipts) | unknown
     assert verify_log(store.inner, log.keys).ok
     log.close()
+
+
+def test_a_caller_interrupted_after_being_handed_the_lead_passes_it_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower handed the lead that is interrupted (KeyboardInterrupt, or
+    SystemExit from a signal handler) before it leads passes the lead on; its
+    entry is not written, and the log keeps taking appends (found in review:
+    the lead was lost for good and every later append timed out)."""
+    import gatekeeper.audit.log as log_module
+
+    class Interrupting(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            super().wait(timeout)
+            raise KeyboardInterrupt
+
+    class Pending(log_module._Pending):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.data == entry(1):
+                self.wake = Interrupting()
+
+    monkeypatch.setattr(log_module, "_Pending", Pending)
+    log = AuditLog.open_sqlite(tmp_path, origin=ORIGIN, timeout=2.0)
+    log.append(entry(0))
+    outcome: list[BaseException] = []
+
+    def follower() -> None:
+        try:
+            log.append(entry(1))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with log._turn:
+        log._owner = log  # hold the lead: the follower queues
+    thread = threading.Thread(target=follower)
+    thread.start()
+    while not log._queue:
+        time.sleep(0.001)
+    with log._turn:
+        log._pass_lead_locked()  # hand it the lead; its wait raises at once
+    thread.join(5)
+    assert outcome and isinstance(outcome[0], KeyboardInterrupt)
+    assert log._owner is None
+    started = time.monotonic()
+    receipt = log.append(entry(2))
+    assert time.monotonic() - started < 1.0
+    assert receipt.index == 1  # entry 1 was never written
+    log.close()
+
+
+def test_the_hash_cache_survives_being_cleared_mid_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stores on one file take turns, so most commits read hashes the other
+    wrote; with a tiny cache it is cleared in the middle of a read (found in
+    review: a KeyError failed the append)."""
+    import gatekeeper.audit.store as store_module
+
+    monkeypatch.setattr(store_module, "_HASH_CACHE", 40)
+    a = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    b = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    try:
+        for i in range(300):
+            (a if i % 2 else b).append(entry(i))
+        assert a.size() == 300
+        assert verify_log(a.store, a.keys).ok
+    finally:
+        a.close()
+        b.close()

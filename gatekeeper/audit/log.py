@@ -78,7 +78,7 @@ class _Pending:
     ``state`` moves once, under the log's ``_turn`` lock: queued -> taken (by
     the leading caller, which then commits it) or queued -> abandoned (by a
     caller that gave up; no leader writes it). ``wake`` is set when the entry
-    is done, or when its caller is handed the lead (``promoted``).
+    is done, or when its caller is handed the lead (the log's ``_owner``).
     """
 
     __slots__ = (
@@ -86,7 +86,6 @@ class _Pending:
         "done",
         "error",
         "outbox",
-        "promoted",
         "receipt",
         "rotation",
         "signature",
@@ -112,7 +111,6 @@ class _Pending:
         self.outbox = outbox
         self.done = threading.Event()
         self.wake = threading.Event()
-        self.promoted = False
         self.state = _QUEUED
         self.receipt: AuditReceipt | None = None
         self.error: BaseException | None = None
@@ -176,12 +174,12 @@ class AuditLog:
             keys.log_size = store.size
         self.origin = keys.origin
         self.timeout = timeout
-        #: Entries waiting for a leader; ``_turn`` guards it, ``_leading`` (a
-        #: caller is leading, or has been handed the lead) and every
-        #: ``_Pending.state`` and ``promoted``.
+        #: Entries waiting for a leader; ``_turn`` guards it, ``_owner`` (who
+        #: holds the lead: a _Pending's caller, the closing log, or None) and
+        #: every ``_Pending.state``.
         self._queue: collections.deque[_Pending] = collections.deque()
         self._turn = threading.Lock()
-        self._leading = False
+        self._owner: object | None = None
         self._closed = False
         #: The latest trustworthy entry time in the log (epoch seconds), for the
         #: clock check (``time_floor``); ``_floor_size``: the log size it covers.
@@ -298,6 +296,8 @@ class AuditLog:
                 p.error = error
                 p.done.set()
                 p.wake.set()
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit: the waiters are settled, go on
             return
         size = appended[-1].index + 1 if appended else 0
         if appended:
@@ -365,9 +365,20 @@ class AuditLog:
                     p.wake.set()
             raise
 
+    def _pass_lead_locked(self) -> None:
+        """Hand the lead to the caller of the first entry still queued, or free
+        it (``_turn`` held). Entries given up on are dropped on the way."""
+        while self._queue and self._queue[0].state != _QUEUED:
+            self._queue.popleft()  # abandoned: never written
+        if self._queue:
+            successor = self._queue[0]
+            self._owner = successor
+            successor.wake.set()
+        else:
+            self._owner = None
+
     def _lead(self, own: _Pending) -> None:
-        """Commit batches until ``own`` is done, then hand the lead to the caller
-        of the first entry still queued (or give it up when none is)."""
+        """Commit batches until ``own`` is done, then pass the lead on."""
         try:
             while not own.done.is_set():
                 with self._turn:
@@ -377,14 +388,8 @@ class AuditLog:
                 self._commit_batch(batch)
         finally:
             with self._turn:
-                while self._queue and self._queue[0].state != _QUEUED:
-                    self._queue.popleft()  # abandoned: never written
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.promoted = True  # _leading stays True: the lead passes
-                    successor.wake.set()
-                else:
-                    self._leading = False
+                if self._owner is own:
+                    self._pass_lead_locked()
 
     def _append(self, pending: _Pending) -> AuditReceipt:
         """Group commit, leader/follower: a caller that finds no commit running
@@ -393,37 +398,47 @@ class AuditLog:
         entry still queued, which takes everything queued by then. The others
         sleep until their entry is done. No thread hand-off on the way of a
         lone caller; one wake-up per waiting caller."""
-        if self._closed:
-            raise AuditError("the audit log is closed")
         deadline = time.monotonic() + self.timeout
         with self._turn:
+            if self._closed:
+                raise AuditError("the audit log is closed")
             self._queue.append(pending)
-            lead = not self._leading
-            self._leading = True
-        while not pending.done.is_set():
-            if lead:
-                self._lead(pending)
-                break
-            left = deadline - time.monotonic()
-            if left > 0 and pending.wake.wait(left):
+            if self._owner is None:
+                self._owner = pending
+            lead = self._owner is pending
+        try:
+            while not pending.done.is_set():
+                if lead:
+                    self._lead(pending)
+                    break
+                left = deadline - time.monotonic()
+                if left > 0 and pending.wake.wait(left):
+                    with self._turn:
+                        if self._owner is pending:  # handed the lead
+                            pending.wake.clear()
+                            lead = True
+                    continue
                 with self._turn:
-                    if pending.promoted:
-                        pending.promoted = False
+                    if self._owner is pending:  # handed the lead just now: take it
                         pending.wake.clear()
                         lead = True
-                continue
+                        continue
+                    if pending.state == _QUEUED:
+                        pending.state = _ABANDONED  # never written by any leader
+                        raise AuditError(
+                            f"audit append not durable within {self.timeout}s",
+                            reason="audit_timeout",
+                        )
+                break  # taken by the running commit: wait for its outcome below
+        except BaseException:
+            # KeyboardInterrupt, SystemExit from a signal handler, ...: this
+            # entry is not written, and a lead this caller holds goes on.
             with self._turn:
-                if pending.promoted:  # handed the lead just now: it must be taken
-                    pending.promoted = False
-                    pending.wake.clear()
-                    lead = True
-                    continue
                 if pending.state == _QUEUED:
-                    pending.state = _ABANDONED  # never written by any leader
-                    raise AuditError(
-                        f"audit append not durable within {self.timeout}s", reason="audit_timeout"
-                    )
-            break  # taken by the running commit: wait for its outcome below
+                    pending.state = _ABANDONED
+                if self._owner is pending:
+                    self._pass_lead_locked()
+            raise
         # Taken by a leader: its transaction is bounded by the store's own lock
         # timeout; wait for the outcome that long, not forever.
         if not pending.done.wait(self.outcome_wait):
@@ -525,15 +540,17 @@ class AuditLog:
     def close(self) -> None:
         """Commit what callers have queued, wait (at most 10 s) for a running
         commit, then close the store and the keys."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._turn:
+            if self._closed:
+                return
+            self._closed = True
         until = time.monotonic() + 10
         taken = False
         while not taken and time.monotonic() < until:
             with self._turn:
-                if not self._leading:
-                    self._leading = taken = True
+                if self._owner is None:
+                    self._owner = self
+                    taken = True
             if not taken:
                 time.sleep(0.005)
         try:
@@ -545,6 +562,9 @@ class AuditLog:
                         break
                     self._commit_batch(batch)
         finally:
+            with self._turn:
+                if self._owner is self:
+                    self._owner = None
             self.store.close()
             self.keys.close()
 

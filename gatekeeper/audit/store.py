@@ -248,6 +248,8 @@ class _WriterTurns:
 
     def __init__(self, path: Path) -> None:
         self._fd: int | None = None
+        if not hasattr(fcntl, "F_OFD_GETLK"):  # open-file-description locks: Linux
+            return
         try:
             self._fd = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
@@ -428,10 +430,13 @@ class SqliteStore:
         the store or committed by this one enter it. ``read_hashes`` (proofs,
         verify) always reads the store."""
         cache = self._hash_cache
-        missing = [i for i in indexes if i not in cache]
+        found = {i: cache[i] for i in indexes if i in cache}
+        missing = [i for i in indexes if i not in found]
         if missing:
-            self._remember(dict(zip(missing, self._read_hashes_locked(missing), strict=True)))
-        return [cache[i] for i in indexes]
+            read = dict(zip(missing, self._read_hashes_locked(missing), strict=True))
+            found.update(read)
+            self._remember(read)  # may clear the cache: answer from ``found``
+        return [found[i] for i in indexes]
 
     def _remember(self, hashes: dict[int, bytes]) -> None:
         if len(self._hash_cache) + len(hashes) > _HASH_CACHE:
