@@ -270,18 +270,18 @@ class _WriterTurns:
         return kind != fcntl.F_UNLCK
 
     def announce(self) -> None:
-        if self._fd is not None:
-            try:
-                self._lock(fcntl.F_OFD_SETLK, fcntl.F_RDLCK)
-            except OSError:
-                pass
+        """Mark this writer as waiting (a shared lock on byte 0)."""
+        self._mark(fcntl.F_RDLCK)
 
     def withdraw(self) -> None:
+        self._mark(fcntl.F_UNLCK)
+
+    def _mark(self, kind: int) -> None:
         if self._fd is not None:
             try:
-                self._lock(fcntl.F_OFD_SETLK, fcntl.F_UNLCK)
+                self._lock(fcntl.F_OFD_SETLK, kind)
             except OSError:
-                pass
+                pass  # turns are a courtesy: a writer without them still works
 
     def close(self) -> None:
         if self._fd is not None:
