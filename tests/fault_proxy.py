@@ -33,7 +33,7 @@ import struct
 import threading
 import time
 
-from tests.opa_server import _Service
+from tests.opa_server import _Listener
 
 __all__ = ["MODES", "CutProxy", "FaultyHttpFront"]
 
@@ -64,78 +64,6 @@ MODES = (
 
 _DRIP_EVERY = 0.05
 _HUGE = 256 * 1024 * 1024
-
-
-class _Listener(_Service):
-    """Accept loop on 127.0.0.1:<free port>, one thread per connection."""
-
-    def __init__(self) -> None:
-        self.port: int | None = None
-        self._sock: socket.socket | None = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        if self._sock is not None:
-            return
-        self._stopping.clear()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, 0))
-        sock.listen(32)
-        sock.settimeout(0.05)
-        self._sock = sock
-        self.port = sock.getsockname()[1]
-        self._spawn(self._accept_loop)
-
-    def stop(self) -> None:
-        if self._sock is None:
-            return
-        self._stopping.set()
-        with self._lock:
-            sockets, threads = list(self._open), list(self._threads)
-        for s in sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        for t in threads:
-            t.join(timeout=5)
-        self._sock.close()
-        self._sock = None
-
-    def _spawn(self, target: object, *args: object) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
-        with self._lock:
-            self._threads = [old for old in self._threads if old.is_alive()]
-            self._threads.append(t)
-        t.start()
-
-    def _track(self, s: socket.socket) -> None:
-        with self._lock:
-            self._open.add(s)
-
-    def _forget(self, *sockets: socket.socket) -> None:
-        for s in sockets:
-            with self._lock:
-                self._open.discard(s)
-            with contextlib.suppress(OSError):
-                s.close()
-
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._track(client)
-            self._spawn(self._serve, client)
-
-    def _serve(self, client: socket.socket) -> None:
-        raise NotImplementedError
 
 
 def _reset(sock: socket.socket) -> None:

@@ -23,7 +23,6 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -72,6 +71,89 @@ class _Service:
         self.stop()
 
 
+class _Listener(_Service):
+    """Accept loop on 127.0.0.1:<free port>, one thread per connection."""
+
+    #: The accept queue and how often the accept loop looks at ``stop()``.
+    backlog = 32
+    poll = 0.05
+
+    def __init__(self) -> None:
+        self.port: int | None = None
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self._sock is not None:
+            return
+        self._stopping.clear()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, 0))
+        sock.listen(self.backlog)
+        sock.settimeout(self.poll)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._spawn(self._accept_loop)
+
+    def stop(self) -> None:
+        if self._sock is None:
+            return
+        self._stopping.set()
+        with self._lock:
+            sockets, threads = list(self._open), list(self._threads)
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        for t in threads:
+            t.join(timeout=5)
+        self._sock.close()
+        self._sock = None
+
+    def _spawn(self, target: object, *args: object) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        with self._lock:
+            self._threads = [old for old in self._threads if old.is_alive()]
+            self._threads.append(t)
+        t.start()
+
+    def _track(self, s: socket.socket) -> None:
+        with self._lock:
+            self._open.add(s)
+
+    def _forget(self, *sockets: socket.socket) -> None:
+        for s in sockets:
+            with self._lock:
+                self._open.discard(s)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _accept_loop(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._admit(client):
+                continue
+            self._track(client)
+            self._spawn(self._serve, client)
+
+    def _admit(self, client: socket.socket) -> bool:
+        """Whether to serve this connection (a refusing subclass closes it)."""
+        return True
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+
 # --------------------------------------------------------------------------- OPA
 
 
@@ -116,7 +198,7 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"SlowProxy forwards to loopback only, not {host!r}")
 
 
-class SlowProxy(_Service):
+class SlowProxy(_Listener):
     """A TCP proxy on 127.0.0.1 that sleeps ``delay`` seconds before relaying each
     chunk received from the upstream ``target_host:target_port``.
 
@@ -124,6 +206,9 @@ class SlowProxy(_Service):
     changed while running. At most ``max_connections`` are served at a time; more
     are closed on accept.
     """
+
+    backlog = 16
+    poll = 0.1
 
     def __init__(
         self,
@@ -134,15 +219,10 @@ class SlowProxy(_Service):
         max_connections: int = 16,
     ) -> None:
         _require_loopback(target_host)
+        super().__init__()
         self.target = (target_host, target_port)
         self.delay = delay
-        self.port: int | None = None
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._stopping = threading.Event()
-        self._listener: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -150,79 +230,27 @@ class SlowProxy(_Service):
             raise RuntimeError("SlowProxy is not started")
         return f"http://{LOOPBACK}:{self.port}"
 
-    def start(self) -> None:
-        if self._listener is not None:
-            return
-        self._stopping.clear()
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((LOOPBACK, 0))
-        listener.listen(16)
-        listener.settimeout(0.1)
-        self._listener = listener
-        self.port = listener.getsockname()[1]
-        self._spawn(self._accept_loop)
-
-    def stop(self) -> None:
-        if self._listener is None:
-            return
-        self._stopping.set()
-        with self._lock:
-            for s in self._sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:
-            t.join(timeout=5)
-        self._listener.close()
-        self._listener = None
-        self._threads.clear()
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads = [old for old in self._threads if old.is_alive()]
-            self._threads.append(t)
-        t.start()
-
-    def _track(self, s: socket.socket) -> None:
-        with self._lock:
-            self._sockets.add(s)
-
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self._slots.acquire(blocking=False):
-                client.close()
-                continue
-            self._spawn(self._serve, client)
+    def _admit(self, client: socket.socket) -> bool:
+        if not self._slots.acquire(blocking=False):
+            client.close()
+            return False
+        return True
 
     def _serve(self, client: socket.socket) -> None:
         try:
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
-                client.close()
+                self._forget(client)
                 return
             upstream.settimeout(None)
             client.settimeout(None)
-            self._track(client)
             self._track(upstream)
             back = threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True)
             back.start()
             self._pump(client, upstream, False)
             back.join(timeout=self.delay + 5)
-            for s in (client, upstream):
-                with self._lock:
-                    self._sockets.discard(s)
-                s.close()
+            self._forget(client, upstream)
         finally:
             self._slots.release()
 
