@@ -37,13 +37,9 @@ from gatekeeper.decision import Decision, Effect
 from gatekeeper.engines import EmbeddedEngine, load_pack
 from gatekeeper.errors import GatekeeperError
 from tests.conftest import POLICIES_DIR, REPO_ROOT
+from tests.test_faults_local import PERMIT, until_permit
 
 ORIGIN = "signer.test/gatekeeper"
-PERMIT = next(
-    json.loads(line)["request"]
-    for line in (Path(__file__).parent / "cases" / "public.jsonl").read_text().splitlines()
-    if line.strip() and json.loads(line)["id"] == "A01"
-)
 ENV = {k: v for k, v in os.environ.items() if k != "GATEKEEPER_KEY_PASSPHRASE"}
 ENV["PYTHONPATH"] = str(REPO_ROOT)
 REASON = "audit_signer_unavailable"
@@ -106,17 +102,6 @@ def assert_denied(decision: Decision, reason: str) -> None:
     assert decision.decision is Effect.DENY, decision.to_dict()
     assert decision.reason == reason, decision.to_dict()
     assert decision.allowed_fields == () and decision.audit is None
-
-
-def until_permit(gk: Gatekeeper, *, within: float) -> tuple[Decision, float]:
-    started = time.monotonic()
-    while True:
-        decision = gk.decide(PERMIT)
-        if decision.permitted:
-            return decision, time.monotonic() - started
-        assert decision.allowed_fields == ()
-        assert time.monotonic() - started < within, f"no recovery: {decision.to_dict()}"
-        time.sleep(0.05)
 
 
 def assert_verifies(log: AuditLog) -> None:
