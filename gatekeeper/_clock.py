@@ -36,10 +36,10 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper._logging import get_logger
+from gatekeeper.audit.entry import entry_moment
 
 __all__ = ["CLOCK_REASONS", "ClockGuard", "entry_time", "latest_entry_time"]
 
@@ -160,16 +160,8 @@ def entry_time(data: bytes) -> float | None:
         return None
     if value.get("reason") in CLOCK_REASONS:
         return None
-    stamp = value.get("timestamp")
-    if not isinstance(stamp, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    moment = entry_moment(value.get("timestamp"))
+    return None if moment is None else moment.timestamp()
 
 
 def latest_entry_time(

@@ -33,6 +33,7 @@ __all__ = [
     "AuditError",
     "canonical",
     "decision_entry",
+    "entry_moment",
     "invalid_request_entry",
     "parse_canonical",
     "policy_input_of",
@@ -175,6 +176,18 @@ def timestamp(moment: datetime | None = None) -> str:
     """UTC with fixed microseconds: ``2026-04-02T17:00:00.000000Z``."""
     moment = (moment or datetime.now(UTC)).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_moment(stamp: object) -> datetime | None:
+    """An entry's ``timestamp`` as an aware datetime (UTC when it names no
+    zone); None when it is missing or not a timestamp."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _day(value: date | None) -> str | None:

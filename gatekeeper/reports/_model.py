@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gatekeeper.audit.entry import entry_moment
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.request import DEFAULT_TIMEZONE
 
@@ -106,15 +107,8 @@ def months_between(first: str, last: str) -> list[str]:
 
 def local_moment(stamp: object, zone: ZoneInfo) -> datetime | None:
     """An entry's UTC ``timestamp`` in the district's time zone (None if missing or bad)."""
-    if not isinstance(stamp, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(zone)
+    moment = entry_moment(stamp)
+    return None if moment is None else moment.astimezone(zone)
 
 
 @dataclass(frozen=True, slots=True)
