@@ -77,6 +77,7 @@ sys.path.insert(0, str(REPO))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 import gatekeeper  # noqa: E402
+from bench._stats import loadavg, say  # noqa: E402
 from gatekeeper.audit import merkle  # noqa: E402
 from gatekeeper.audit.entry import canonical, timestamp  # noqa: E402
 from gatekeeper.audit.log import MAX_BATCH, AuditLog  # noqa: E402
@@ -90,17 +91,6 @@ STEP = timedelta(seconds=3)  # 10,000,000 entries span 347 days
 GROUP_COMMIT = 16  # entries per transaction from concurrent callers (bench/audit.py)
 GB = 1e9
 _T = TypeVar("_T")
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def pct(xs: list[float], q: float) -> float:

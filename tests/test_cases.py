@@ -18,6 +18,7 @@ import pytest
 import gatekeeper
 from gatekeeper import Gatekeeper
 from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, WasmEngine, load_pack
+from gatekeeper.policy.testing import AGREEMENT_KEYS
 from tests.conftest import POLICIES_DIR
 from tests.opa_server import OpaServer
 
@@ -114,15 +115,7 @@ def test_engines_give_identical_decisions(
         a = embedded_gk.decide(case["request"]).to_dict()
         for other in (opa_gk, wasm_gk):
             b = other.decide(case["request"]).to_dict()
-            for key in (
-                "decision",
-                "rules",
-                "obligations",
-                "allowed_fields",
-                "denied_fields",
-                "guidance",
-                "policy_revision",
-            ):
+            for key in (*AGREEMENT_KEYS, "policy_revision"):
                 assert a[key] == b[key], (
                     f"{case['id']}: {key} differs on {b['engine']}: {a[key]!r} vs {b[key]!r}"
                 )
