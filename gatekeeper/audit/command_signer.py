@@ -140,14 +140,8 @@ class CommandSigner:
         with self._locked():
             self._ensure()
             deadline = time.monotonic() + self.timeout
-            self._send(b"sign " + base64.b64encode(message) + b"\n", deadline)
-            line = self._receive(deadline)
-            tag, _, payload = line.partition(b" ")
-            if tag != b"sig":
-                self._fail(self._refusal("sign", line))
-            signature = _b64decode(payload)
-            if signature is None or len(signature) != 64:
-                self._fail("the signer process answered a malformed signature")
+            request = b"sign " + base64.b64encode(message) + b"\n"
+            signature = self._ask(request, b"sig", 64, "a malformed signature", deadline)
             assert self._verifier is not None
             try:
                 self._verifier.verify(signature, message)
@@ -253,14 +247,7 @@ class CommandSigner:
         os.set_blocking(proc.stdout.fileno(), False)
         self._proc, self._buf = proc, b""
         deadline = time.monotonic() + self.start_timeout
-        self._send(b"pubkey\n", deadline)
-        line = self._receive(deadline)
-        tag, _, payload = line.partition(b" ")
-        if tag != b"pubkey":
-            self._fail(self._refusal("pubkey", line))
-        public = _b64decode(payload)
-        if public is None or len(public) != 32:
-            self._fail("the signer process answered a malformed public key")
+        public = self._ask(b"pubkey\n", b"pubkey", 32, "a malformed public key", deadline)
         if self._public is not None and public != self._public:
             self._fail("the restarted signer process has another public key than the one in use")
         if self._public is None:
@@ -287,6 +274,21 @@ class CommandSigner:
                 self._fail(f"the signer process did not {doing} in time (a hang)")
             if poller.poll(remaining * 1000):
                 return
+
+    def _ask(
+        self, request: bytes, tag: bytes, size: int, malformed: str, deadline: float
+    ) -> bytes:
+        """Send one request line; the base64 payload of the ``tag`` answer, of
+        ``size`` bytes (fails closed on a refusal or anything else)."""
+        self._send(request, deadline)
+        line = self._receive(deadline)
+        answer, _, payload = line.partition(b" ")
+        if answer != tag:
+            self._fail(self._refusal(request.split(b" ", 1)[0].strip().decode(), line))
+        value = _b64decode(payload)
+        if value is None or len(value) != size:
+            self._fail(f"the signer process answered {malformed}")
+        return value
 
     def _send(self, data: bytes, deadline: float) -> None:
         proc = self._proc
