@@ -21,7 +21,7 @@ deciding rule, missing and unexpected rules, obligations and fields.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,16 +176,20 @@ def run_policy_tests(
     report.opa_test_output = (result.stdout + result.stderr).strip()
 
     decided: dict[str, list[dict[str, Any] | None]] = {}
-    if "embedded" in engines:
+
+    def in_process(name: str, make: Callable[[], Any]) -> None:
         try:
-            engine = EmbeddedEngine(pack)
-        except GatekeeperError as exc:
-            report.errors.append(f"embedded engine: {exc}")
-        else:
-            try:
-                decided["embedded"] = _run_cases(engine, cases, report)
-            finally:
-                engine.close()
+            engine = make()
+        except (GatekeeperError, ImportError) as exc:
+            report.errors.append(f"{name} engine: {exc}")
+            return
+        try:
+            decided[name] = _run_cases(engine, cases, report)
+        finally:
+            engine.close()
+
+    if "embedded" in engines:
+        in_process("embedded", lambda: EmbeddedEngine(pack))
     if "opa" in engines:
         try:
             with OpaProcess(directory, opa_bin=opa) as server:
@@ -197,17 +201,13 @@ def run_policy_tests(
         except GatekeeperError as exc:
             report.errors.append(f"opa server: {exc}")
     if "wasm" in engines:
-        try:
+
+        def wasm() -> Any:
             from gatekeeper.engines.wasm import WasmEngine
 
-            compiled = WasmEngine(pack, opa_bin=opa, timeout=opa_timeout)
-        except (GatekeeperError, ImportError) as exc:
-            report.errors.append(f"wasm engine: {exc}")
-        else:
-            try:
-                decided["wasm"] = _run_cases(compiled, cases, report)
-            finally:
-                compiled.close()
+            return WasmEngine(pack, opa_bin=opa, timeout=opa_timeout)
+
+        in_process("wasm", wasm)
     # Every engine must agree with the first one that ran.
     names = [name for name in ("embedded", "opa", "wasm") if name in decided]
     for name in names[1:]:
