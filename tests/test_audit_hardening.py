@@ -681,3 +681,41 @@ def test_the_hash_cache_survives_being_cleared_mid_commit(
     finally:
         a.close()
         b.close()
+
+
+def test_without_ofd_locks_writers_go_without_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where fcntl has no open-file-description locks (not Linux), the writer
+    turns are off and appends work as before (found in review: every append
+    failed with AttributeError)."""
+    import fcntl
+
+    for name in ("F_OFD_GETLK", "F_OFD_SETLK"):
+        monkeypatch.delattr(fcntl, name, raising=False)
+    log = AuditLog.open_sqlite(tmp_path, origin=ORIGIN)
+    try:
+        assert [log.append(entry(i)).index for i in range(3)] == [0, 1, 2]
+        assert not (tmp_path / "audit.sqlite-writers").exists()
+    finally:
+        log.close()
+
+
+def test_an_interrupt_inside_a_commit_is_raised_not_swallowed(tmp_path: Path) -> None:
+    """KeyboardInterrupt (or SystemExit) inside the store reaches the caller as
+    itself, not as an AuditError, after the batch's waiters are settled; the
+    log takes appends afterwards."""
+    store = WrappedStore(SqliteStore(tmp_path / "audit.sqlite"))
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    store.before_append = interrupt
+    log = AuditLog(store, KeyStore(tmp_path, origin=ORIGIN), timeout=2.0)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            log.append(entry(0))
+        assert log._owner is None and not log._queue
+        assert log.append(entry(1)).index == 0
+    finally:
+        log.close()

@@ -916,3 +916,33 @@ def test_as_of_round_trip_and_ns(moment: datetime) -> None:
     local = moment.astimezone(ZoneInfo("America/Los_Angeles")).date()
     assert policy["as_of_day"] == (local - date(1970, 1, 1)).days
     assert parse_request(parsed.to_dict()) == parsed
+
+
+def test_the_control_character_pattern_is_exactly_category_cc() -> None:
+    """_string finds control characters with one regex; it must match exactly
+    the characters unicodedata calls Cc, over every code point."""
+    import sys
+    import unicodedata
+
+    import gatekeeper.request as request_module
+
+    pattern = request_module._CONTROL
+    for point in range(sys.maxunicode + 1):
+        char = chr(point)
+        assert (unicodedata.category(char) == "Cc") == bool(pattern.fullmatch(char)), hex(point)
+
+
+def test_long_keys_and_names_are_not_cached() -> None:
+    """The key-path and code_key caches keep short strings only: requests full
+    of long, distinct keys or agency names cannot pin memory in them."""
+    import gatekeeper.request as request_module
+
+    joins = request_module._join_cached.cache_info().currsize
+    codes = request_module._code_key_cached.cache_info().currsize
+    for i in range(50):
+        long = f"{i:04d}" + "x" * 5000
+        with pytest.raises(RequestError):
+            parse_request({**copy.deepcopy(BASE), long: 1})
+        request_module.code_key(long)
+    assert request_module._join_cached.cache_info().currsize == joins
+    assert request_module._code_key_cached.cache_info().currsize == codes
