@@ -116,7 +116,7 @@ def open_with(settings: Settings) -> Gatekeeper:
 
         chosen = WasmEngine(pack, timeout=settings.wasm_timeout)
     else:
-        chosen = EmbeddedEngine(pack)
+        chosen = EmbeddedEngine(pack, timeout=settings.embedded_timeout)
     if settings.shadow_policy_dir is not None:
         from gatekeeper.engines.shadow import ShadowEngine
 

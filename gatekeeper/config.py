@@ -6,6 +6,7 @@ Precedence: explicit keyword > configuration file > environment > default.
     engine = "opa"                       # or "embedded" (default), or "wasm"
     opa_url = "http://127.0.0.1:8181"
     opa_timeout = 0.25                   # seconds
+    # embedded_timeout = 1.0             # seconds a decision may take on the embedded engine
     timezone = "America/Los_Angeles"
     policy_dir = "/etc/gatekeeper/policies"
     shadow_policy_dir = "/etc/gatekeeper/policies-next"   # shadow mode: a candidate pack
@@ -66,6 +67,8 @@ class Settings:
     opa_timeout: float = 0.25
     #: The wasm engine interrupts a decision that runs longer (seconds).
     wasm_timeout: float = 0.25
+    #: The embedded engine denies a decision that runs longer (seconds).
+    embedded_timeout: float = 1.0
     timezone: str = DEFAULT_TIMEZONE
     policy_dir: Path | None = None
     #: None: SQLite in the data directory; or a postgresql:// URL.
@@ -110,6 +113,10 @@ class Settings:
             raise GatekeeperError("opa_timeout must be between 0 and 60 seconds", reason="config")
         if not (0 < self.wasm_timeout <= 60):
             raise GatekeeperError("wasm_timeout must be between 0 and 60 seconds", reason="config")
+        if not (0 < self.embedded_timeout <= 60):
+            raise GatekeeperError(
+                "embedded_timeout must be between 0 and 60 seconds", reason="config"
+            )
         if not (0 < self.audit_timeout <= 600):
             raise GatekeeperError(
                 "audit_timeout must be between 0 and 600 seconds", reason="config"
@@ -172,6 +179,7 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     seconds = (
         "opa_timeout",
         "wasm_timeout",
+        "embedded_timeout",
         "audit_timeout",
         "max_as_of_skew",
         "clock_tolerance",

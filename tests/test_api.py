@@ -85,6 +85,8 @@ def test_config_file(tmp_path: Path) -> None:
         ('engine = "rego"', "engine must be one of"),
         ("wasm_timeout = 0", "wasm_timeout must be between"),
         ("wasm_timeout = 61", "wasm_timeout must be between"),
+        ("embedded_timeout = 0", "embedded_timeout must be between"),
+        ('embedded_timeout = "soon"', "embedded_timeout must be a number of seconds"),
         ('audit_policy_input = "no"', "audit_policy_input must be true or false"),
     ],
 )

@@ -8,8 +8,10 @@ the revision check passes and the defect itself is what is tested.
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,10 +19,13 @@ from typing import Any
 
 import pytest
 
-from gatekeeper import Gatekeeper
+import gatekeeper
+from gatekeeper import AccessDenied, Gatekeeper, Settings
 from gatekeeper.decision import Effect
 from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, PolicyEngine, load_pack
+from gatekeeper.engines.embedded import MAX_OVERDUE
 from gatekeeper.errors import EngineError, PolicyError
+from gatekeeper.request import parse_request
 from tests.conftest import POLICIES_DIR
 from tests.opa_server import CannedOpa, OpaServer, SlowProxy
 
@@ -246,3 +251,128 @@ def test_engine_error_is_a_deny() -> None:
     assert_denied(gk, TEACHER, "engine_unreachable")
     with pytest.raises(Exception, match="deny"):
         gk.enforce(TEACHER)
+
+
+# --- the embedded engine's deadline ------------------------------------------
+
+UNVERIFIED = "identity_unverified if requester.identity_verified != true\n"
+# rego-cpp takes about a second for this set (its time grows with the square
+# of the size: 20,000 numbers took 156 s), for one requester id only.
+RUNAWAY = """
+runaway := n if {
+	requester.id == "runaway"
+	n := count({x | some i in numbers.range(1, 1500); x := i * 2})
+}
+
+identity_unverified if runaway > 0
+"""
+
+
+def runaway_pack(tmp_path: Path) -> Path:
+    return mutated_pack(tmp_path, UNVERIFIED, UNVERIFIED + RUNAWAY, file="gatekeeper/facts.rego")
+
+
+def runaway_request() -> dict[str, Any]:
+    return {**WARRANT, "requester": {**WARRANT["requester"], "id": "runaway"}}
+
+
+def regopy_workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "gatekeeper-regopy"]
+
+
+def wait_for_overdue_to_end(engine: EmbeddedEngine, within: float = 60.0) -> None:
+    give_up = time.monotonic() + within
+    while engine.overdue:
+        assert time.monotonic() < give_up, "the overdue evaluations never ended"
+        time.sleep(0.05)
+
+
+def test_embedded_engine_runaway_decision_is_denied_at_the_deadline(tmp_path: Path) -> None:
+    gk = gatekeeper.open_with(
+        Settings(
+            data_dir=tmp_path / "data", policy_dir=runaway_pack(tmp_path), embedded_timeout=0.2
+        )
+    )
+    engine = gk.engine
+    assert isinstance(engine, EmbeddedEngine) and engine.timeout == 0.2
+    try:
+        assert gk.decide(WARRANT).decision is Effect.PERMIT
+        started = time.perf_counter()
+        decision = gk.decide(runaway_request())
+        elapsed = time.perf_counter() - started
+        assert decision.decision is Effect.DENY and decision.reason == "engine_timeout"
+        assert decision.allowed_fields == () and decision.audit is not None
+        assert 0.2 <= elapsed < 1.0, elapsed
+        fetched: list[str] = []
+        with pytest.raises(AccessDenied), gk.access(runaway_request()):
+            fetched.append("the record")  # never runs: decided before the fetch
+        assert fetched == []
+        # The same Gatekeeper decides again at once, on another worker.
+        assert_recovers(gk, WARRANT)
+        wait_for_overdue_to_end(engine)
+        assert gk.decide(WARRANT).decision is Effect.PERMIT
+    finally:
+        gk.close()
+        engine.close()
+
+
+def test_embedded_engine_keeps_few_evaluations_past_their_deadline(tmp_path: Path) -> None:
+    others = set(regopy_workers())  # engines of other tests
+
+    def workers() -> list[threading.Thread]:
+        return [t for t in regopy_workers() if t not in others]
+
+    engine = EmbeddedEngine(load_pack(runaway_pack(tmp_path)), timeout=0.1)
+    runaway = parse_request(runaway_request()).to_policy_input()
+    normal = parse_request(WARRANT).to_policy_input()
+    try:
+        for _ in range(MAX_OVERDUE):
+            with pytest.raises(EngineError) as caught:
+                engine.evaluate(runaway)
+            assert caught.value.reason == "engine_timeout"
+        assert engine.overdue == MAX_OVERDUE
+        assert len(workers()) == MAX_OVERDUE
+        # Every worker is busy past its deadline: no new thread, an immediate deny.
+        started = time.perf_counter()
+        with pytest.raises(EngineError, match="past their deadline") as busy:
+            engine.evaluate(normal)
+        assert busy.value.reason == "engine_timeout"
+        assert time.perf_counter() - started < 0.05
+        assert len(workers()) == MAX_OVERDUE
+        # Once they end, the same workers decide again.
+        wait_for_overdue_to_end(engine)
+        assert engine.evaluate(normal)["decision"] == "permit"
+        assert len(workers()) == MAX_OVERDUE
+    finally:
+        engine.close()
+    give_up = time.monotonic() + 5
+    while workers() and time.monotonic() < give_up:
+        time.sleep(0.01)
+    assert workers() == []  # close() stops idle workers
+
+
+def test_an_embedded_engine_nobody_closes_stops_its_workers_when_collected() -> None:
+    others = set(regopy_workers())
+    engine = EmbeddedEngine(load_pack(POLICIES_DIR))
+    assert engine.evaluate(parse_request(TEACHER).to_policy_input())["decision"] == "permit"
+    mine = [t for t in regopy_workers() if t not in others]
+    assert len(mine) == 1
+    del engine
+    gc.collect()
+    mine[0].join(5)
+    assert not mine[0].is_alive()
+
+
+def test_embedded_engine_decides_again_after_close() -> None:
+    engine = EmbeddedEngine(load_pack(POLICIES_DIR))
+    policy_input = parse_request(TEACHER).to_policy_input()
+    first = engine.evaluate(policy_input)
+    engine.close()
+    assert engine.evaluate(policy_input) == first
+    engine.close()
+
+
+def test_embedded_engine_reports_a_pack_that_does_not_compile(tmp_path: Path) -> None:
+    bad = mutated_pack(tmp_path, "deciding_rule := final_rules[0]", "deciding_rule := 1 +")
+    with pytest.raises(PolicyError, match="cannot compile the pack"):
+        EmbeddedEngine(load_pack(bad))

@@ -1,10 +1,21 @@
-"""The embedded engine: regopy (Microsoft rego-cpp) in-process.
+"""The embedded engine: regopy (Microsoft rego-cpp) in-process, with a deadline.
 
-The pack is compiled once into a bundle per thread (``Interpreter.build``
-with the entrypoint) and each decision runs ``query_bundle_entrypoint``.
-regopy's interpreter is not documented as thread-safe, so each thread gets
-its own interpreter and compiled bundle; compilation happens on a thread's
-first decision.
+The pack is compiled once per worker thread into a bundle
+(``Interpreter.build`` with the entrypoint) and each decision runs
+``query_bundle_entrypoint`` on a worker. regopy's interpreter is not
+documented as thread-safe, so each worker owns its interpreter and bundle;
+there are as many workers as decisions running at once.
+
+Why workers: rego-cpp cannot be interrupted, and a pack can be made to
+evaluate for minutes (a set comprehension over 20,000 numbers took 156 s
+here). regopy calls rego-cpp through ctypes, which releases the GIL, so the
+caller waits for its worker at most ``timeout`` seconds and then denies
+(``engine_timeout``) while the worker finishes in the background and is
+reused afterwards. At most ``MAX_OVERDUE`` evaluations may run past their
+deadline at once; beyond that a decision that finds no idle worker is
+refused at once instead of starting another thread. The hand-off costs a
+few tens of microseconds on a decision of several milliseconds
+(``bench/decide.py``).
 
     >>> from gatekeeper.engines import EmbeddedEngine, load_pack
     >>> engine = EmbeddedEngine(load_pack("policies"))
@@ -15,7 +26,9 @@ first decision.
 from __future__ import annotations
 
 import json
+import queue
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +38,15 @@ from gatekeeper.engines._pack import ENTRYPOINT, PolicyPack
 from gatekeeper.engines.base import check_policy_output
 from gatekeeper.errors import EngineError, PolicyError
 
-__all__ = ["EmbeddedEngine"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_OVERDUE", "EmbeddedEngine"]
+
+#: Seconds a decision may take (``embedded_timeout``). A decision takes a few
+#: milliseconds; the deadline is there for a pack that runs away.
+DEFAULT_TIMEOUT = 1.0
+#: Evaluations still running past their deadline, at most (threads kept busy).
+MAX_OVERDUE = 4
+#: Seconds a new worker may take to compile the pack (not part of a deadline).
+_COMPILE_WAIT = 60.0
 
 
 class _Compiled:
@@ -41,26 +62,172 @@ class _Compiled:
         self.interpreter = interpreter
         self.bundle = interpreter.build(None, [ENTRYPOINT])
 
+    def run(self, input_text: str) -> str:
+        """The result set's JSON text (``undefined`` when there is none)."""
+        self.interpreter.set_input_term(input_text)
+        output = self.interpreter.query_bundle_entrypoint(self.bundle, ENTRYPOINT)
+        if not output.ok():
+            raise EngineError(f"embedded engine error: {output}")
+        return str(output)
+
+
+class _Job:
+    """One evaluation handed to a worker. ``done`` and ``overdue`` change under
+    the engine's lock, so a caller that gives up and a worker that finishes
+    agree on which happened first."""
+
+    __slots__ = ("done", "error", "input_text", "output", "overdue")
+
+    def __init__(self, input_text: str) -> None:
+        self.input_text = input_text
+        self.done = threading.Event()
+        self.output: str | None = None
+        self.error: BaseException | None = None
+        self.overdue = False
+
+
+class _Worker:
+    """A daemon thread with its own interpreter and compiled bundle."""
+
+    __slots__ = ("_jobs", "_pack", "_pool", "failure", "generation", "ready", "thread")
+
+    def __init__(self, pool: _Pool, pack: PolicyPack, generation: int) -> None:
+        self._pool = pool
+        self._pack = pack
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.generation = generation
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="gatekeeper-regopy", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: _Job) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        try:
+            compiled = _Compiled(self._pack)
+        except BaseException as exc:  # regopy raises RegoError and others
+            self.failure = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job.output = compiled.run(job.input_text)
+            except BaseException as exc:  # reported by the caller as an EngineError
+                job.error = exc
+            self._pool.finished(self, job)
+
+
+class _Pool:
+    """The workers of one engine. It holds no reference to the engine, so an
+    engine nobody closes is still collected, and its workers stopped then."""
+
+    def __init__(self, pack: PolicyPack) -> None:
+        self.pack = pack
+        self.lock = threading.Lock()
+        self.idle: list[_Worker] = []
+        #: Evaluations still running past their deadline.
+        self.overdue = 0
+        #: Bumped by ``close``: workers of an older generation stop when done.
+        self.generation = 0
+
+    def start(self) -> _Worker:
+        """A new worker, once it has compiled the pack; EngineError if it cannot."""
+        with self.lock:
+            generation = self.generation
+        worker = _Worker(self, self.pack, generation)
+        if not worker.ready.wait(_COMPILE_WAIT):
+            worker.stop()
+            raise EngineError(f"compiling the pack took longer than {_COMPILE_WAIT:g} s")
+        if worker.failure is not None:
+            failure = worker.failure
+            raise EngineError(f"{type(failure).__name__}: {failure}")
+        return worker
+
+    def take(self) -> _Worker:
+        """An idle worker, or a new one (refused while ``MAX_OVERDUE`` evaluations
+        are still running past their deadline)."""
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+            if self.overdue >= MAX_OVERDUE:
+                raise EngineError(
+                    f"the embedded engine is busy with {self.overdue} evaluations "
+                    "past their deadline",
+                    reason="engine_timeout",
+                )
+        return self.start()
+
+    def give_up(self, job: _Job) -> bool:
+        """The caller stops waiting for ``job``: True if it is now overdue
+        (False: it ended just now, its answer is there)."""
+        with self.lock:
+            if job.done.is_set():
+                return False
+            job.overdue = True
+            self.overdue += 1
+            return True
+
+    def finished(self, worker: _Worker, job: _Job) -> None:
+        """``job`` ended: its answer goes to its caller (if still waiting), the
+        worker back to the idle ones (or away, if the engine was closed)."""
+        with self.lock:
+            job.done.set()
+            if job.overdue:
+                self.overdue -= 1
+            if worker.generation == self.generation:
+                self.idle.append(worker)
+                return
+        worker.stop()
+
+    def close(self) -> None:
+        with self.lock:
+            self.generation += 1
+            idle, self.idle = self.idle, []
+        for worker in idle:
+            worker.stop()
+
 
 class EmbeddedEngine:
-    """Decides in-process with regopy; fails closed with EngineError."""
+    """Decides in-process with regopy; fails closed with EngineError.
+
+    ``timeout``: seconds a decision may take before it is an
+    ``engine_timeout`` deny (the evaluation goes on in its worker, which is
+    reused once it ends).
+    """
 
     name = "embedded"
 
-    def __init__(self, pack: PolicyPack) -> None:
+    def __init__(self, pack: PolicyPack, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not 0 < timeout <= 60:
+            raise ValueError("timeout must be between 0 and 60 seconds")
         self._pack = pack
+        self.timeout = timeout
         self._never_release = frozenset(
             pack.data.get("catalog", {}).get("fields", {}).get("status", ())
         )
-        self._local = threading.local()
         try:
             probe = regopy.Interpreter()
             pack.check_builtins(probe.is_builtin)
-            self._local.compiled = _Compiled(pack)
         except PolicyError:
             raise
         except Exception as exc:  # regopy raises RegoError and others
             raise PolicyError(f"the embedded engine cannot compile the pack: {exc}") from exc
+        self._pool = _Pool(pack)
+        # The first worker compiles now: a pack that does not compile is refused here.
+        try:
+            self._pool.idle.append(self._pool.start())
+        except EngineError as exc:
+            raise PolicyError(f"the embedded engine cannot compile the pack: {exc}") from exc
+        weakref.finalize(self, self._pool.close)
 
     @property
     def revision(self) -> str:
@@ -70,34 +237,47 @@ class EmbeddedEngine:
     def pack(self) -> PolicyPack:
         return self._pack
 
-    def _compiled(self) -> _Compiled:
-        compiled: _Compiled | None = getattr(self._local, "compiled", None)
-        if compiled is None:
-            compiled = _Compiled(self._pack)
-            self._local.compiled = compiled
-        return compiled
+    @property
+    def overdue(self) -> int:
+        """Evaluations still running past their deadline (at most ``MAX_OVERDUE``)."""
+        return self._pool.overdue
 
     def evaluate_raw(self, policy_input: Mapping[str, Any]) -> Any:
         """The entrypoint's value, unchecked (None when undefined)."""
         try:
-            compiled = self._compiled()
             # ensure_ascii=False: rego-cpp does not decode \uXXXX escapes in input
             # strings (it would compare and match the escape text), so the
             # input goes as UTF-8, the way OPA reads it.
-            compiled.interpreter.set_input_term(
-                json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False)
-            )
-            output = compiled.interpreter.query_bundle_entrypoint(compiled.bundle, ENTRYPOINT)
-            if not output.ok():
-                raise EngineError(f"embedded engine error: {output}")
-            text = str(output)
-            if text == "undefined":
-                return None
-            parsed = json.loads(text)
-        except EngineError:
-            raise
-        except Exception as exc:  # RegoError, JSONDecodeError from the wrapper, ...
+            job = _Job(json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False))
+        except Exception as exc:  # not JSON-shaped
             raise EngineError(f"embedded engine failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            worker = self._pool.take()
+        except EngineError as exc:
+            if exc.reason == "engine_timeout":
+                raise
+            raise EngineError(f"the embedded engine cannot compile the pack: {exc}") from exc
+        worker.submit(job)
+        if not job.done.wait(self.timeout) and self._pool.give_up(job):
+            raise EngineError(
+                f"the embedded engine did not decide within {self.timeout:g} s",
+                reason="engine_timeout",
+            )
+        if job.error is not None:
+            if isinstance(job.error, EngineError):
+                raise job.error
+            error = job.error
+            raise EngineError(f"embedded engine failed: {type(error).__name__}: {error}") from error
+        text = job.output
+        if text is None or text == "undefined":
+            return None
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise EngineError(
+                f"embedded engine failed: {type(exc).__name__}: {exc}",
+                reason="malformed_policy_output",
+            ) from exc
         expressions = parsed.get("expressions") if isinstance(parsed, dict) else None
         if not expressions:
             return None
@@ -110,4 +290,6 @@ class EmbeddedEngine:
         return check_policy_output(raw, policy_input, self._never_release)
 
     def close(self) -> None:
-        self._local = threading.local()
+        """Stop the idle workers; busy ones stop when their evaluation ends. The
+        engine stays usable: a later decision starts a new worker."""
+        self._pool.close()
