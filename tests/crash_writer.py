@@ -152,7 +152,7 @@ def run_writer(
         gk = gatekeeper.Gatekeeper(
             engine=engine.engine, audit=log, blocking_obligations=engine.blocking
         )
-        _decider(fd, gk, engine, cycle)  # on the main thread: its engine bundle is compiled
+        _decider(fd, gk, engine, cycle)  # its first decision starts this child's worker
     while True:
         time.sleep(3600)
 

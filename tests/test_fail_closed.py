@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
 import threading
 import time
@@ -376,3 +377,32 @@ def test_embedded_engine_reports_a_pack_that_does_not_compile(tmp_path: Path) ->
     bad = mutated_pack(tmp_path, "deciding_rule := final_rules[0]", "deciding_rule := 1 +")
     with pytest.raises(PolicyError, match="cannot compile the pack"):
         EmbeddedEngine(load_pack(bad))
+
+
+def test_embedded_engine_decides_in_a_forked_child() -> None:
+    # A pre-forking server (gunicorn --preload) opens the Gatekeeper, then forks:
+    # the parent's worker threads do not exist in the child.
+    engine = EmbeddedEngine(load_pack(POLICIES_DIR))
+    policy_input = parse_request(TEACHER).to_policy_input()
+    assert engine.evaluate(policy_input)["decision"] == "permit"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            started = time.perf_counter()
+            answers = [engine.evaluate(policy_input)["decision"] for _ in range(3)]
+            os.write(write, f"{answers} {time.perf_counter() - started:.3f}".encode())
+        except BaseException as exc:
+            os.write(write, f"error {exc!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        answer = os.read(read, 4096).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert answer.startswith("['permit', 'permit', 'permit'] "), answer
+    assert float(answer.split()[-1]) < engine.timeout, answer
+    assert engine.evaluate(policy_input)["decision"] == "permit"  # the parent's worker
+    engine.close()

@@ -13,7 +13,9 @@ caller waits for its worker at most ``timeout`` seconds and then denies
 (``engine_timeout``) while the worker finishes in the background and is
 reused afterwards. At most ``MAX_OVERDUE`` evaluations may run past their
 deadline at once; beyond that a decision that finds no idle worker is
-refused at once instead of starting another thread. The hand-off costs a
+refused at once instead of starting another thread. In a forked child the
+parent's workers are forgotten (their threads did not come along) and the
+first decision there starts a new one. The hand-off costs a
 few tens of microseconds on a decision of several milliseconds
 (``bench/decide.py``).
 
@@ -26,6 +28,7 @@ few tens of microseconds on a decision of several milliseconds
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import weakref
@@ -138,6 +141,16 @@ class _Pool:
         self.overdue = 0
         #: Bumped by ``close``: workers of an older generation stop when done.
         self.generation = 0
+        _POOLS.add(self)
+
+    def forget_threads(self) -> None:
+        """In a forked child (a pre-forking server, ``gunicorn --preload``): the
+        workers' threads stayed in the parent, so none is idle or overdue here,
+        and the lock may have been held by one of them at the fork."""
+        self.lock = threading.Lock()
+        self.idle = []
+        self.overdue = 0
+        self.generation += 1
 
     def start(self) -> _Worker:
         """A new worker, once it has compiled the pack; EngineError if it cannot."""
@@ -194,6 +207,18 @@ class _Pool:
             idle, self.idle = self.idle, []
         for worker in idle:
             worker.stop()
+
+
+#: Every live pool, to be reset in a forked child.
+_POOLS: weakref.WeakSet[_Pool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool.forget_threads()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class EmbeddedEngine:
