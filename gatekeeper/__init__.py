@@ -120,7 +120,9 @@ def open_with(settings: Settings) -> Gatekeeper:
     if settings.shadow_policy_dir is not None:
         from gatekeeper.engines.shadow import ShadowEngine
 
-        chosen = ShadowEngine(chosen, EmbeddedEngine(load_pack(settings.shadow_policy_dir)))
+        # The candidate is bounded by the shadow's own timeout, not the live deadline.
+        candidate = EmbeddedEngine(load_pack(settings.shadow_policy_dir), timeout=60.0)
+        chosen = ShadowEngine(chosen, candidate)
     from gatekeeper.obligations import ObligationSettings, blocking_codes
 
     obligations = settings.obligations or ObligationSettings()

@@ -31,7 +31,9 @@ def main(argv: list[str]) -> int:
     try:
         from gatekeeper.engines import EmbeddedEngine, load_pack
 
-        engine = EmbeddedEngine(load_pack(argv[0]))
+        # The parent bounds each comparison (ShadowEngine.timeout); a deadline
+        # here would end shadowing for one slow evaluation at nice 19.
+        engine = EmbeddedEngine(load_pack(argv[0]), timeout=60.0)
     except Exception as exc:  # anything: the parent stops shadowing
         _send(out, {"fatal": f"{type(exc).__name__}: {exc}"})
         return 1

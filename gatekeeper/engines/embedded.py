@@ -9,14 +9,14 @@ there are as many workers as decisions running at once.
 Why workers: rego-cpp cannot be interrupted, and a pack can be made to
 evaluate for minutes (a set comprehension over 20,000 numbers took 156 s
 here). regopy calls rego-cpp through ctypes, which releases the GIL, so the
-caller waits for its worker at most ``timeout`` seconds and then denies
-(``engine_timeout``) while the worker finishes in the background and is
-reused afterwards. At most ``MAX_OVERDUE`` evaluations may run past their
-deadline at once; beyond that a decision that finds no idle worker is
-refused at once instead of starting another thread. In a forked child the
-parent's workers are forgotten (their threads did not come along) and the
-first decision there starts a new one. The hand-off costs a
-few tens of microseconds on a decision of several milliseconds
+caller waits for its worker at most ``timeout`` seconds (a new worker's
+compilation of the pack included) and then denies (``engine_timeout``) while
+the worker finishes in the background and is reused afterwards. Once
+``MAX_OVERDUE`` evaluations run past their deadline, decisions are refused
+at once until one of them ends: no more threads, no more cores taken. In a
+forked child the parent's workers are forgotten (their threads did not come
+along) and the first decision there starts a new one. The hand-off costs
+tens of microseconds on a decision of several milliseconds
 (``bench/decide.py``).
 
     >>> from gatekeeper.engines import EmbeddedEngine, load_pack
@@ -90,7 +90,12 @@ class _Job:
 
 
 class _Worker:
-    """A daemon thread with its own interpreter and compiled bundle."""
+    """A daemon thread with its own interpreter and compiled bundle.
+
+    ``begin`` starts the thread, after the first job (if any) is queued: the
+    pack is compiled first, so that job's deadline covers the compilation.
+    A worker whose compilation failed answers its queued jobs with the error
+    and ends; it is never idle."""
 
     __slots__ = ("_jobs", "_pack", "_pool", "failure", "generation", "ready", "thread")
 
@@ -102,7 +107,12 @@ class _Worker:
         self.ready = threading.Event()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="gatekeeper-regopy", daemon=True)
-        self.thread.start()
+
+    def begin(self) -> None:
+        try:
+            self.thread.start()
+        except RuntimeError as exc:  # can't start new thread
+            raise EngineError(f"the embedded engine cannot start a worker: {exc}") from exc
 
     def submit(self, job: _Job) -> None:
         self._jobs.put(job)
@@ -116,7 +126,18 @@ class _Worker:
         except BaseException as exc:  # regopy raises RegoError and others
             self.failure = exc
             self.ready.set()
-            return
+            error = EngineError(
+                f"the embedded engine cannot compile the pack: {type(exc).__name__}: {exc}"
+            )
+            while True:  # the jobs queued before the thread began
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    return
+                if job is None:
+                    return
+                job.error = error
+                self._pool.finished(self, job, reuse=False)
         self.ready.set()
         while True:
             job = self._jobs.get()
@@ -135,9 +156,11 @@ class _Pool:
 
     def __init__(self, pack: PolicyPack) -> None:
         self.pack = pack
-        self.lock = threading.Lock()
+        # Reentrant: the engine's finalizer (close) may run from a garbage
+        # collection triggered while this thread holds the lock.
+        self.lock = threading.RLock()
         self.idle: list[_Worker] = []
-        #: Evaluations still running past their deadline.
+        #: Evaluations still running past their deadline (or still compiling then).
         self.overdue = 0
         #: Bumped by ``close``: workers of an older generation stop when done.
         self.generation = 0
@@ -147,17 +170,21 @@ class _Pool:
         """In a forked child (a pre-forking server, ``gunicorn --preload``): the
         workers' threads stayed in the parent, so none is idle or overdue here,
         and the lock may have been held by one of them at the fork."""
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.idle = []
         self.overdue = 0
         self.generation += 1
 
-    def start(self) -> _Worker:
-        """A new worker, once it has compiled the pack; EngineError if it cannot."""
-        with self.lock:
-            generation = self.generation
-        worker = _Worker(self, self.pack, generation)
-        if not worker.ready.wait(_COMPILE_WAIT):
+    def first(self) -> _Worker:
+        """The engine's first worker, once it has compiled the pack (EngineError if not)."""
+        worker = _Worker(self, self.pack, self.generation)
+        worker.begin()
+        try:
+            compiled = worker.ready.wait(_COMPILE_WAIT)
+        except BaseException:
+            worker.stop()
+            raise
+        if not compiled:
             worker.stop()
             raise EngineError(f"compiling the pack took longer than {_COMPILE_WAIT:g} s")
         if worker.failure is not None:
@@ -165,19 +192,24 @@ class _Pool:
             raise EngineError(f"{type(failure).__name__}: {failure}")
         return worker
 
-    def take(self) -> _Worker:
-        """An idle worker, or a new one (refused while ``MAX_OVERDUE`` evaluations
-        are still running past their deadline)."""
+    def dispatch(self, job: _Job) -> None:
+        """Queue ``job`` on an idle worker, or on a new one that compiles the pack
+        first (within the job's deadline). Refused at once while ``MAX_OVERDUE``
+        evaluations are running past their deadline."""
         with self.lock:
-            if self.idle:
-                return self.idle.pop()
             if self.overdue >= MAX_OVERDUE:
                 raise EngineError(
                     f"the embedded engine is busy with {self.overdue} evaluations "
                     "past their deadline",
                     reason="engine_timeout",
                 )
-        return self.start()
+            if self.idle:
+                self.idle.pop().submit(job)
+                return
+            generation = self.generation
+        worker = _Worker(self, self.pack, generation)
+        worker.submit(job)
+        worker.begin()
 
     def give_up(self, job: _Job) -> bool:
         """The caller stops waiting for ``job``: True if it is now overdue
@@ -189,13 +221,15 @@ class _Pool:
             self.overdue += 1
             return True
 
-    def finished(self, worker: _Worker, job: _Job) -> None:
+    def finished(self, worker: _Worker, job: _Job, *, reuse: bool = True) -> None:
         """``job`` ended: its answer goes to its caller (if still waiting), the
         worker back to the idle ones (or away, if the engine was closed)."""
         with self.lock:
             job.done.set()
             if job.overdue:
                 self.overdue -= 1
+            if not reuse:
+                return
             if worker.generation == self.generation:
                 self.idle.append(worker)
                 return
@@ -249,7 +283,7 @@ class EmbeddedEngine:
         self._pool = _Pool(pack)
         # The first worker compiles now: a pack that does not compile is refused here.
         try:
-            self._pool.idle.append(self._pool.start())
+            self._pool.idle.append(self._pool.first())
         except EngineError as exc:
             raise PolicyError(f"the embedded engine cannot compile the pack: {exc}") from exc
         weakref.finalize(self, self._pool.close)
@@ -264,7 +298,8 @@ class EmbeddedEngine:
 
     @property
     def overdue(self) -> int:
-        """Evaluations still running past their deadline (at most ``MAX_OVERDUE``)."""
+        """Evaluations still running past their deadline (at most ``MAX_OVERDUE``
+        plus the decisions that were waiting at once when the cap was reached)."""
         return self._pool.overdue
 
     def evaluate_raw(self, policy_input: Mapping[str, Any]) -> Any:
@@ -276,14 +311,13 @@ class EmbeddedEngine:
             job = _Job(json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False))
         except Exception as exc:  # not JSON-shaped
             raise EngineError(f"embedded engine failed: {type(exc).__name__}: {exc}") from exc
+        self._pool.dispatch(job)
         try:
-            worker = self._pool.take()
-        except EngineError as exc:
-            if exc.reason == "engine_timeout":
-                raise
-            raise EngineError(f"the embedded engine cannot compile the pack: {exc}") from exc
-        worker.submit(job)
-        if not job.done.wait(self.timeout) and self._pool.give_up(job):
+            answered = job.done.wait(self.timeout)
+        except BaseException:  # KeyboardInterrupt...: the evaluation still counts
+            self._pool.give_up(job)
+            raise
+        if not answered and self._pool.give_up(job):
             raise EngineError(
                 f"the embedded engine did not decide within {self.timeout:g} s",
                 reason="engine_timeout",

@@ -27,9 +27,11 @@ Where the candidate runs (``isolation``):
 
 - ``"process"`` (default): in a child Python process
   (``python -m gatekeeper.engines._shadow_worker``), fed one JSON line per
-  input through a pipe by the worker thread. regopy holds the GIL while it
-  evaluates (measured here: a busy candidate thread doubled the live
-  decision's median latency, 4.7 → 9.2 ms), so only a separate process
+  input through a pipe by the worker thread. A candidate evaluating in this
+  process competes with the live decisions for the cores and for the
+  interpreter's lock in its Python parts (measured here: a busy candidate
+  thread doubled the live decision's median latency, 4.7 → 9.2 ms;
+  rego-cpp itself runs without the GIL), so only a separate process
   keeps the live path's cost at the queue put (a few microseconds) and the
   candidate's CPU off the live threads' interpreter. The child is started on
   the first comparison; if it dies, hangs (``timeout``) or loads another
