@@ -430,3 +430,46 @@ def test_an_interrupted_wait_still_counts_the_evaluation(tmp_path: Path) -> None
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         engine.close()
+
+
+def test_a_new_workers_compilation_counts_within_the_deadline() -> None:
+    # The pack takes tens of milliseconds to compile, an evaluation a few.
+    engine = EmbeddedEngine(load_pack(POLICIES_DIR), timeout=0.005)
+    policy_input = parse_request(TEACHER).to_policy_input()
+    engine.close()  # the next decision needs a new worker
+    started = time.perf_counter()
+    with pytest.raises(EngineError) as caught:
+        engine.evaluate(policy_input)
+    assert caught.value.reason == "engine_timeout"
+    assert time.perf_counter() - started < 0.05
+    wait_for_overdue_to_end(engine)
+    engine.close()
+
+
+def test_the_overdue_cap_holds_with_idle_workers(tmp_path: Path) -> None:
+    engine = EmbeddedEngine(load_pack(runaway_pack(tmp_path)), timeout=0.1)
+    try:
+        for _ in range(MAX_OVERDUE):
+            with pytest.raises(EngineError):
+                engine.evaluate(parse_request(runaway_request()).to_policy_input())
+        engine._pool.idle.append(engine._pool.first())  # an idle worker is there
+        started = time.perf_counter()
+        with pytest.raises(EngineError, match="past their deadline"):
+            engine.evaluate(parse_request(WARRANT).to_policy_input())
+        assert time.perf_counter() - started < 0.05
+        assert len(engine._pool.idle) == 1  # not used: no more cores taken
+        wait_for_overdue_to_end(engine)
+    finally:
+        engine.close()
+
+
+def test_a_worker_that_cannot_compile_answers_its_job(tmp_path: Path) -> None:
+    engine = EmbeddedEngine(load_pack(POLICIES_DIR))
+    bad = load_pack(
+        mutated_pack(tmp_path, "deciding_rule := final_rules[0]", "deciding_rule := 1 +")
+    )
+    engine._pool.pack = bad  # the next new worker compiles a pack that does not compile
+    engine.close()
+    with pytest.raises(EngineError, match="cannot compile the pack"):
+        engine.evaluate(parse_request(TEACHER).to_policy_input())
+    assert engine._pool.idle == [] and engine.overdue == 0  # never idle, nothing counted

@@ -48,7 +48,8 @@ __all__ = ["DEFAULT_TIMEOUT", "MAX_OVERDUE", "EmbeddedEngine"]
 DEFAULT_TIMEOUT = 1.0
 #: Evaluations still running past their deadline, at most (threads kept busy).
 MAX_OVERDUE = 4
-#: Seconds a new worker may take to compile the pack (not part of a deadline).
+#: Seconds the engine's first worker may take to compile the pack, when the
+#: engine is made (a later worker compiles within its first decision's deadline).
 _COMPILE_WAIT = 60.0
 
 
@@ -76,7 +77,7 @@ class _Compiled:
 
 class _Job:
     """One evaluation handed to a worker. ``done`` and ``overdue`` change under
-    the engine's lock, so a caller that gives up and a worker that finishes
+    the pool's lock, so a caller that gives up and a worker that finishes
     agree on which happened first."""
 
     __slots__ = ("done", "error", "input_text", "output", "overdue")
