@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from hypothesis import settings
+
+# Property tests are judged on what they find, not on wall time: Hypothesis's
+# default 200 ms deadline per example turns a scheduler stall on a loaded
+# 2-core CI machine into a DeadlineExceeded/Flaky failure. Tests keep their own
+# max_examples and health checks on top of this profile.
+settings.register_profile("gatekeeper", deadline=None)
+settings.load_profile("gatekeeper")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:

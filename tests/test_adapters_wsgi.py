@@ -49,8 +49,10 @@ def closed_port() -> int:
 
 def engine_down(real: Any) -> OpaServerEngine:
     """A real OPA engine client whose server is not running: every decision
-    fails (connection refused), as when the OPA sidecar is down."""
-    return OpaServerEngine(real.pack, url=f"http://127.0.0.1:{closed_port()}", timeout=0.25)
+    fails (connection refused), as when the OPA sidecar is down. The refusal
+    is immediate: the generous deadline only keeps a stall on a loaded machine
+    from reading as ``engine_timeout``."""
+    return OpaServerEngine(real.pack, url=f"http://127.0.0.1:{closed_port()}", timeout=5.0)
 
 
 # ------------------------------------------------------------------ plain WSGI
