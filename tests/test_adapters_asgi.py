@@ -145,7 +145,9 @@ def test_starlette_held_permit_releases_nothing(gk: Gatekeeper) -> None:
 
 def test_starlette_audit_store_locked_is_a_503(tmp_path: Path) -> None:
     config = tmp_path / "gatekeeper.toml"
-    config.write_text("audit_timeout = 0.3\n")
+    # Long enough for the healthy request on a loaded machine (the lock below
+    # is held for the whole of the second one: it waits this out, then 503).
+    config.write_text("audit_timeout = 2.0\n")
     gk = gatekeeper.open(data_dir=tmp_path / "d", config=config)
     calls: list[str] = []
     client = TestClient(starlette_app(gk, calls))

@@ -347,7 +347,9 @@ def test_embedded_engine_keeps_few_evaluations_past_their_deadline(tmp_path: Pat
         with pytest.raises(EngineError, match="past their deadline") as busy:
             engine.evaluate(normal)
         assert busy.value.reason == "engine_timeout"
-        assert time.perf_counter() - started < 0.05
+        # At once: the message names the cap, not the deadline (four runaway
+        # evaluations share the two cores with this thread meanwhile).
+        assert time.perf_counter() - started < 0.5
         assert len(workers()) == MAX_OVERDUE
         # Once they end, the same workers decide again.
         wait_for_overdue_to_end(engine)
@@ -437,16 +439,29 @@ def test_an_interrupted_wait_still_counts_the_evaluation(tmp_path: Path) -> None
         engine.close()
 
 
-def test_a_new_workers_compilation_counts_within_the_deadline() -> None:
-    # The pack takes tens of milliseconds to compile, an evaluation a few.
-    engine = EmbeddedEngine(load_pack(POLICIES_DIR), timeout=0.005)
+def slow_to_compile_pack(tmp_path: Path, rules: int = 2000) -> Path:
+    """policies/ and a module of ``rules`` rules nothing uses: rego-cpp takes
+    over a second to compile it (0.44 s for 1,000 rules, 3 s for 3,000 here),
+    an evaluation still a few milliseconds."""
+    target = tmp_path / "policies"
+    shutil.copytree(POLICIES_DIR, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    body = "\n".join(f"r{i} := {i} if input.never_{i}" for i in range(rules))
+    (target / "gatekeeper" / "unused.rego").write_text(
+        f"package gatekeeper.unused\n\nimport rego.v1\n\n{body}\n"
+    )
+    return target
+
+
+def test_a_new_workers_compilation_counts_within_the_deadline(tmp_path: Path) -> None:
+    engine = EmbeddedEngine(load_pack(slow_to_compile_pack(tmp_path)), timeout=0.05)
     policy_input = parse_request(TEACHER).to_policy_input()
     engine.close()  # the next decision needs a new worker
     started = time.perf_counter()
     with pytest.raises(EngineError) as caught:
         engine.evaluate(policy_input)
     assert caught.value.reason == "engine_timeout"
-    assert time.perf_counter() - started < 0.05
+    # Denied at the deadline, not after the compilation (over a second).
+    assert time.perf_counter() - started < 0.5
     wait_for_overdue_to_end(engine)
     engine.close()
 
@@ -461,7 +476,7 @@ def test_the_overdue_cap_holds_with_idle_workers(tmp_path: Path) -> None:
         started = time.perf_counter()
         with pytest.raises(EngineError, match="past their deadline"):
             engine.evaluate(parse_request(WARRANT).to_policy_input())
-        assert time.perf_counter() - started < 0.05
+        assert time.perf_counter() - started < 0.5  # at once (see above)
         assert len(engine._pool.idle) == 1  # not used: no more cores taken
         wait_for_overdue_to_end(engine)
     finally:

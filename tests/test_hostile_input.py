@@ -60,11 +60,9 @@ def gk() -> Gatekeeper:
 
 
 def test_a_huge_mapping_is_refused_without_serializing_it() -> None:
-    started = time.perf_counter()
-    for huge in (
-        {**A10, "purpose_text": "x" * 50_000_000},
-        {**A10, "task_force": ["ICE"] * 5_000_000},
-    ):
+    hugs = ({**A10, "purpose_text": "x" * 50_000_000}, {**A10, "task_force": ["ICE"] * 5_000_000})
+    started = time.perf_counter()  # built first: only the refusals are timed
+    for huge in hugs:
         with pytest.raises(RequestError, match=str(MAX_REQUEST_BYTES)) as error:
             parse_request(huge)
         assert error.value.path == ""

@@ -76,7 +76,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def proxy(sis: DemoSISHandle, data_dir: Path) -> Iterator[ProxyHandle]:
-    config = ProxyConfig.from_dict(example_document(sis.url, audit_timeout=0.5))
+    # The default audit timeout: the lock test holds SQLite's write lock for the
+    # whole request (it waits this out, then 503); every other request must
+    # not miss it on a loaded machine.
+    config = ProxyConfig.from_dict(example_document(sis.url, audit_timeout=2.0))
     with start_proxy(config, data_dir=data_dir) as handle:
         yield handle
 
