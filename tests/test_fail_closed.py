@@ -226,6 +226,36 @@ def test_unsupported_builtin_is_refused_at_load(tmp_path: Path) -> None:
         load_pack(pack_dir)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        # a "#" inside a string once hid the rest of its line from the check
+        '\tconcat("#", ["a", "b"]) != sprintf("%d", [time.now_ns()])\n',
+        # a raw string, and a quote inside a comment, do not shift what is code
+        '\t`#` != "x" # don\'t " open a string\n\ttime.now_ns() > 0\n',
+        # an escaped quote does not end the string
+        '\t"a\\"#" != sprintf("%d", [time.now_ns()])\n',
+    ],
+    ids=["hash-in-string", "raw-string-and-comment", "escaped-quote"],
+)
+def test_a_forbidden_builtin_after_a_hash_in_a_string_is_refused(tmp_path: Path, line: str) -> None:
+    pack_dir = mutated_pack(
+        tmp_path, "in_date if {\n", "in_date if {\n" + line, "gatekeeper/process.rego"
+    )
+    with pytest.raises(PolicyError, match=r"time\.now_ns \(gatekeeper/process\.rego:\d+\)"):
+        load_pack(pack_dir)
+
+
+def test_builtins_in_strings_and_comments_are_not_calls(tmp_path: Path) -> None:
+    pack_dir = mutated_pack(
+        tmp_path,
+        "in_date if {\n",
+        'in_date if {\n\t"time.now_ns()" != `sprintf("#")` # time.now_ns()\n',
+        file="gatekeeper/process.rego",
+    )
+    assert "time.now_ns" not in load_pack(pack_dir).builtin_calls()
+
+
 def test_v0_module_is_refused(tmp_path: Path) -> None:
     pack_dir = mutated_pack(tmp_path, "import rego.v1\n", "", file="gatekeeper/facts.rego")
     with pytest.raises(PolicyError, match="Rego v1"):

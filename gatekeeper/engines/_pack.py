@@ -38,8 +38,23 @@ ENTRYPOINT = "gatekeeper/decision"
 _PACKAGE_RE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 _CALL_RE = re.compile(r"(?<![\w.\"])([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\s*\(")
 _FUNC_DEF_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\([^)]*\)\s*(?::=|=|if\b|\{)", re.MULTILINE)
-_COMMENT_RE = re.compile(r"#[^\n]*")
-_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
+#: A string (interpreted or raw) or a comment, whichever starts first: read in
+#: one pass, so a ``#`` inside a string does not hide the rest of its line, and
+#: a quote inside a comment does not open a string.
+_STRING_OR_COMMENT_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
+
+
+def _code_only(source: str) -> str:
+    """``source`` with comments removed and every string literal emptied (``""``),
+    its line breaks kept, so line numbers still point into the module."""
+
+    def blank(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token.startswith("#"):
+            return ""
+        return '""' + "\n" * token.count("\n")
+
+    return _STRING_OR_COMMENT_RE.sub(blank, source)
 
 #: Built-ins whose behaviour differs between rego-cpp and OPA, or which do not
 #: exist in rego-cpp: the pack must not call them (SIS-REFERENCE.md 3.3).
@@ -70,7 +85,7 @@ _KEYWORDS = frozenset(
 
 def package_of(source: str) -> str:
     """The package name a Rego module declares ("" if none)."""
-    match = _PACKAGE_RE.search(_COMMENT_RE.sub("", source))
+    match = _PACKAGE_RE.search(_code_only(source))
     return match.group(1) if match else ""
 
 
@@ -108,15 +123,22 @@ class PolicyPack:
 
     def builtin_calls(self) -> set[str]:
         """Every function name the pack calls that it does not define itself."""
+        return set(self.builtin_call_sites())
+
+    def builtin_call_sites(self) -> dict[str, str]:
+        """Each function name the pack calls that it does not define itself, and
+        where it is first called (``path:line``, in module path order)."""
         defined: set[str] = set()
-        called: set[str] = set()
-        for source in self.modules.values():
-            text = _STRING_RE.sub('""', _COMMENT_RE.sub("", source))
+        called: dict[str, str] = {}
+        for rel in sorted(self.modules):
+            text = _code_only(self.modules[rel])
             defined.update(_FUNC_DEF_RE.findall(text))
-            called.update(_CALL_RE.findall(text))
+            for match in _CALL_RE.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                called.setdefault(match.group(1), f"{rel}:{line}")
         return {
-            name
-            for name in called
+            name: where
+            for name, where in called.items()
             if name not in defined and name not in _KEYWORDS and not name.startswith("_")
         }
 
@@ -128,11 +150,11 @@ class PolicyPack:
         would otherwise evaluate it to *undefined* instead of failing.
         """
         problems: list[str] = []
-        for name in sorted(self.builtin_calls()):
+        for name, where in sorted(self.builtin_call_sites().items()):
             if any(name == p.rstrip(".") or name.startswith(p) for p in FORBIDDEN_BUILTIN_PREFIXES):
-                problems.append(f"{name}: differs between rego-cpp and OPA, not allowed")
+                problems.append(f"{name} ({where}): differs between rego-cpp and OPA, not allowed")
             elif is_builtin is not None and not is_builtin(name):
-                problems.append(f"{name}: not a built-in of the embedded engine")
+                problems.append(f"{name} ({where}): not a built-in of the embedded engine")
         if problems:
             raise PolicyError("policy pack uses unsupported built-ins: " + "; ".join(problems))
 
