@@ -9,6 +9,7 @@ OPA server must both produce it.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,45 @@ def test_open_defaults_to_embedded(tmp_path: Path) -> None:
     assert gk.engine.name == "embedded"
     assert (tmp_path / "gk").is_dir()
     check_case(gk, CASES[0])
+
+
+@pytest.mark.opa
+def test_a_code_added_to_the_agency_catalog_counts_on_both_engines(
+    tmp_path: Path, opa_bin: Path
+) -> None:
+    """A policy author adds an immigration-authority code to the catalog's list
+    (catalog/data.json, agencies.immigration): decisions follow without an edit
+    of the pattern, on both engines. Before, only the pattern counted and the
+    new code was silently outside the immigration context."""
+    pack_dir = tmp_path / "policies"
+    shutil.copytree(POLICIES_DIR, pack_dir, ignore=shutil.ignore_patterns("*_test.rego"))
+    data_file = pack_dir / "catalog" / "data.json"
+    catalog = json.loads(data_file.read_text(encoding="utf-8"))
+    assert "INS" not in catalog["agencies"]["immigration"]
+    catalog["agencies"]["immigration"].append("INS")
+    data_file.write_text(json.dumps(catalog), encoding="utf-8")
+    request = {
+        "request_id": "agency-catalog",
+        "as_of": "2026-04-02T10:00:00-07:00",
+        "channel": "in_person",
+        "requester": {
+            "id": "lapd-1",
+            "kind": "law_enforcement",
+            "agency": "LAPD",
+            "role": "officer",
+            "identity_verified": True,
+        },
+        "task_force": ["INS"],
+        "purpose": "criminal_investigation",
+        "student": {"id": "S001", "age": 12},
+        "fields": ["attendance"],
+    }
+    before = Gatekeeper(engine=EmbeddedEngine(load_pack(POLICIES_DIR)), allow_unaudited=True)
+    assert before.decide(request).immigration_context is False  # the shipped list lacks INS
+    pack = load_pack(pack_dir)
+    with OpaServer(pack_dir, opa_bin=opa_bin) as server:
+        for engine in (EmbeddedEngine(pack), OpaServerEngine(pack, url=server.url, timeout=5.0)):
+            decision = Gatekeeper(engine=engine, allow_unaudited=True).decide(request)
+            assert decision.reason is None, (engine.name, decision.to_dict())
+            assert decision.immigration_context is True, engine.name
+            assert (decision.decision, decision.rules) == ("escalate", ("IMM-15T",)), engine.name

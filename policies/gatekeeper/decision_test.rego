@@ -1499,6 +1499,20 @@ test_imm_15t_task_force_replaces_imm_15_and_imm_01 if {
 	d.allowed_fields == []
 }
 
+test_imm_15t_a_code_added_to_the_agency_catalog_counts if {
+	# The pattern does not know INS; the catalog's list decides on its own.
+	d := data.gatekeeper.decision with input as req({
+		"requester": lapd,
+		"task_force": ["INS"],
+		"purpose": "criminal_investigation",
+		"fields": ["attendance"],
+	})
+		with data.catalog.agencies.immigration as array.concat(data.catalog.agencies.immigration, ["INS"])
+	d.decision == "escalate"
+	d.rules == ["IMM-15T"]
+	d.immigration_context
+}
+
 test_imm_15t_not_for_immigration_enforcement if {
 	d := data.gatekeeper.decision with input as req({
 		"requester": lapd,

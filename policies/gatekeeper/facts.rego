@@ -68,6 +68,14 @@ immigration_codes contains code if {
 	regex.match(cat.agencies.immigration_pattern, code)
 }
 
+# A code the catalog lists counts whatever the pattern says: a code added to
+# agencies.immigration takes effect without editing the pattern.
+immigration_codes contains code if {
+	some code in array.concat([requester.agency, input.on_behalf_of], input.task_force)
+	code != cat.agencies.sevp
+	code in cat.agencies.immigration
+}
+
 requester_is_immigration if requester.agency in immigration_codes
 
 default immigration_authority_involved := false
