@@ -256,6 +256,22 @@ def test_builtins_in_strings_and_comments_are_not_calls(tmp_path: Path) -> None:
     assert "time.now_ns" not in load_pack(pack_dir).builtin_calls()
 
 
+def test_a_pack_regopy_cannot_compile_is_refused_at_load(tmp_path: Path) -> None:
+    """A module copied beside itself (every default rule twice): rego-cpp's build
+    fails, and querying its bundle crashed the process (a segmentation fault)
+    at the first decision. Now the engine is refused when it is made."""
+    pack_dir = mutated_pack(
+        tmp_path, "import rego.v1\n", "import rego.v1\n", file="gatekeeper/facts.rego"
+    )
+    facts = pack_dir / "gatekeeper" / "facts.rego"
+    (pack_dir / "gatekeeper" / "facts_copy.rego").write_text(facts.read_text())
+    pack = load_pack(pack_dir)
+    with pytest.raises(PolicyError, match="cannot compile the pack: rego-cpp reported errors"):
+        EmbeddedEngine(pack)
+    with pytest.raises(PolicyError, match="rego-cpp reported errors"):
+        gatekeeper.open_with(Settings(data_dir=tmp_path / "data", policy_dir=pack_dir))
+
+
 def test_v0_module_is_refused(tmp_path: Path) -> None:
     pack_dir = mutated_pack(tmp_path, "import rego.v1\n", "", file="gatekeeper/facts.rego")
     with pytest.raises(PolicyError, match="Rego v1"):

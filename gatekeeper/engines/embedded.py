@@ -65,6 +65,13 @@ class _Compiled:
         interpreter.add_data_json(json.dumps(pack.data))
         self.interpreter = interpreter
         self.bundle = interpreter.build(None, [ENTRYPOINT])
+        if not self.bundle.ok():
+            # rego-cpp prints its errors itself; querying such a bundle crashes
+            # the process (a segmentation fault), so it is never used.
+            raise PolicyError(
+                "rego-cpp reported errors (printed on standard output; "
+                "`gatekeeper policy check` names them too)"
+            )
 
     def run(self, input_text: str) -> str:
         """The result set's JSON text (``undefined`` when there is none)."""
@@ -190,6 +197,8 @@ class _Pool:
             raise EngineError(f"compiling the pack took longer than {_COMPILE_WAIT:g} s")
         if worker.failure is not None:
             failure = worker.failure
+            if isinstance(failure, PolicyError):
+                raise EngineError(str(failure))
             raise EngineError(f"{type(failure).__name__}: {failure}")
         return worker
 
