@@ -116,7 +116,9 @@ def open_with(settings: Settings) -> Gatekeeper:
 
         chosen = WasmEngine(pack, timeout=settings.wasm_timeout)
     else:
-        chosen = EmbeddedEngine(pack, timeout=settings.embedded_timeout)
+        chosen = EmbeddedEngine(
+            pack, timeout=settings.embedded_timeout, max_workers=settings.embedded_workers
+        )
     if settings.shadow_policy_dir is not None:
         from gatekeeper.engines.shadow import ShadowEngine
 

@@ -7,6 +7,7 @@ Precedence: explicit keyword > configuration file > environment > default.
     opa_url = "http://127.0.0.1:8181"
     opa_timeout = 0.25                   # seconds
     # embedded_timeout = 1.0             # seconds a decision may take on the embedded engine
+    # embedded_workers = 2               # decisions evaluated at once (default: the cores, >= 2)
     timezone = "America/Los_Angeles"
     policy_dir = "/etc/gatekeeper/policies"
     shadow_policy_dir = "/etc/gatekeeper/policies-next"   # shadow mode: a candidate pack
@@ -69,6 +70,9 @@ class Settings:
     wasm_timeout: float = 0.25
     #: The embedded engine denies a decision that runs longer (seconds).
     embedded_timeout: float = 1.0
+    #: Decisions the embedded engine evaluates at once (None: the cores, at
+    #: least 2); more wait for a free worker within their deadline.
+    embedded_workers: int | None = None
     timezone: str = DEFAULT_TIMEZONE
     policy_dir: Path | None = None
     #: None: SQLite in the data directory; or a postgresql:// URL.
@@ -116,6 +120,14 @@ class Settings:
         if not (0 < self.embedded_timeout <= 60):
             raise GatekeeperError(
                 "embedded_timeout must be between 0 and 60 seconds", reason="config"
+            )
+        if self.embedded_workers is not None and (
+            isinstance(self.embedded_workers, bool)
+            or not isinstance(self.embedded_workers, int)
+            or not 1 <= self.embedded_workers <= 256
+        ):
+            raise GatekeeperError(
+                "embedded_workers must be a whole number from 1 to 256", reason="config"
             )
         if not (0 < self.audit_timeout <= 600):
             raise GatekeeperError(

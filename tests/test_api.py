@@ -87,6 +87,10 @@ def test_config_file(tmp_path: Path) -> None:
         ("wasm_timeout = 61", "wasm_timeout must be between"),
         ("embedded_timeout = 0", "embedded_timeout must be between"),
         ('embedded_timeout = "soon"', "embedded_timeout must be a number of seconds"),
+        ("embedded_workers = 0", "embedded_workers must be a whole number from 1 to 256"),
+        ("embedded_workers = 2.5", "embedded_workers must be a whole number"),
+        ('embedded_workers = "4"', "embedded_workers must be a whole number"),
+        ("embedded_workers = true", "embedded_workers must be a whole number"),
         ('audit_policy_input = "no"', "audit_policy_input must be true or false"),
     ],
 )

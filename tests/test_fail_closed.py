@@ -539,3 +539,100 @@ def test_a_worker_that_cannot_compile_answers_its_job(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="cannot compile the pack"):
         engine.evaluate(parse_request(TEACHER).to_policy_input())
     assert engine._pool.idle == [] and engine.overdue == 0  # never idle, nothing counted
+
+
+def test_a_burst_on_a_fresh_engine_is_decided_by_a_bounded_pool() -> None:
+    """60 decisions at once on an engine just made: before, each started its own
+    worker and compiled the pack within its deadline (16 of 40 were denied
+    engine_timeout on this machine, 37 threads stayed). Now at most
+    ``max_workers`` work and the rest wait for them."""
+    others = set(regopy_workers())
+    engine = EmbeddedEngine(load_pack(POLICIES_DIR), max_workers=2, timeout=5.0)
+    policy_input = parse_request(TEACHER).to_policy_input()
+    expected = engine.evaluate(policy_input)
+    start = threading.Barrier(60)
+    answers: list[Any] = []
+
+    def decide() -> None:
+        start.wait()
+        try:
+            answers.append(engine.evaluate(policy_input))
+        except EngineError as exc:
+            answers.append(exc)
+
+    threads = [threading.Thread(target=decide) for _ in range(60)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert answers == [expected] * 60
+        assert len([t for t in regopy_workers() if t not in others]) <= 2
+    finally:
+        engine.close()
+
+
+def test_a_queued_decision_gets_a_worker_when_one_runs_past_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """One worker allowed, held by a runaway evaluation: the next decision waits
+    in the queue; once the runaway one is past its deadline (no longer counted
+    among the workers within theirs) a new worker takes the queued decision."""
+    engine = EmbeddedEngine(load_pack(runaway_pack(tmp_path)), max_workers=1, timeout=1.0)
+    runaway = parse_request(runaway_request()).to_policy_input()
+    normal = parse_request(WARRANT).to_policy_input()
+    expected = engine.evaluate(normal)
+    errors: list[EngineError] = []
+
+    def run_away() -> None:
+        try:
+            engine.evaluate(runaway)
+        except EngineError as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=run_away)
+    try:
+        first.start()
+        give_up = time.monotonic() + 5
+        while not engine._pool.busy:  # the runaway evaluation holds the one worker
+            assert time.monotonic() < give_up
+            time.sleep(0.005)
+        # Half a deadline later: this decision's deadline leaves a new worker
+        # half a second to compile the pack and decide once the other is overdue.
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert engine.evaluate(normal) == expected  # queued, then on a new worker
+        assert time.monotonic() - started >= 0.3  # it did wait for the runaway one
+        first.join(5)
+        assert [e.reason for e in errors] == ["engine_timeout"]
+        assert engine.overdue == 1
+        wait_for_overdue_to_end(engine)
+    finally:
+        engine.close()
+
+
+def test_a_decision_given_up_in_the_queue_is_not_overdue(tmp_path: Path) -> None:
+    """The pool itself: a job still queued when its caller stops waiting never
+    ran, so it is taken out and not counted past its deadline; closing the
+    engine answers the jobs still queued at once."""
+    from gatekeeper.engines.embedded import _Job
+
+    engine = EmbeddedEngine(load_pack(runaway_pack(tmp_path)), max_workers=1, timeout=0.5)
+    pool = engine._pool
+    runaway = json.dumps(parse_request(runaway_request()).to_policy_input())
+    normal = json.dumps(parse_request(WARRANT).to_policy_input())
+    running, queued, later = _Job(runaway), _Job(normal), _Job(normal)
+    try:
+        pool.dispatch(running)
+        pool.dispatch(queued)
+        assert queued.queued and list(pool.queue) == [queued]
+        assert pool.give_up(queued) is True
+        assert pool.overdue == 0 and not pool.queue and not queued.done.is_set()
+        pool.dispatch(later)
+        assert later.queued
+    finally:
+        engine.close()
+    assert later.done.is_set() and isinstance(later.error, EngineError)
+    assert "closed" in str(later.error)
+    assert pool.give_up(running) is True and pool.overdue == 1
+    wait_for_overdue_to_end(engine)

@@ -3,8 +3,12 @@
 The pack is compiled once per worker thread into a bundle
 (``Interpreter.build`` with the entrypoint) and each decision runs
 ``query_bundle_entrypoint`` on a worker. regopy's interpreter is not
-documented as thread-safe, so each worker owns its interpreter and bundle;
-there are as many workers as decisions running at once.
+documented as thread-safe, so each worker owns its interpreter and bundle.
+There are at most ``max_workers`` of them evaluating within their deadline
+(default: the number of cores, at least 2; more would only share the same
+cores); decisions beyond that wait in a queue for the first free worker,
+within their own deadline. A burst of decisions on a fresh engine so no
+longer starts (and compiles the pack for) one worker per decision.
 
 Why workers: rego-cpp cannot be interrupted, and a pack can be made to
 evaluate for minutes (a set comprehension over 20,000 numbers took 156 s
@@ -27,6 +31,7 @@ tens of microseconds on a decision of several milliseconds
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import queue
@@ -41,7 +46,7 @@ from gatekeeper.engines._pack import ENTRYPOINT, PolicyPack
 from gatekeeper.engines.base import check_policy_output
 from gatekeeper.errors import EngineError, PolicyError
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_OVERDUE", "EmbeddedEngine"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_OVERDUE", "EmbeddedEngine", "default_max_workers"]
 
 #: Seconds a decision may take (``embedded_timeout``). A decision takes a few
 #: milliseconds; the deadline is there for a pack that runs away.
@@ -51,6 +56,16 @@ MAX_OVERDUE = 4
 #: Seconds the engine's first worker may take to compile the pack, when the
 #: engine is made (a later worker compiles within its first decision's deadline).
 _COMPILE_WAIT = 60.0
+
+
+def default_max_workers() -> int:
+    """Workers evaluating at once (besides those past their deadline): the
+    cores this process may use, at least 2."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(2, cores)
 
 
 class _Compiled:
@@ -87,7 +102,7 @@ class _Job:
     the pool's lock, so a caller that gives up and a worker that finishes
     agree on which happened first."""
 
-    __slots__ = ("done", "error", "input_text", "output", "overdue")
+    __slots__ = ("done", "error", "input_text", "output", "overdue", "queued")
 
     def __init__(self, input_text: str) -> None:
         self.input_text = input_text
@@ -95,6 +110,8 @@ class _Job:
         self.output: str | None = None
         self.error: BaseException | None = None
         self.overdue = False
+        #: Waiting in the pool's queue for a free worker (not running yet).
+        self.queued = False
 
 
 class _Worker:
@@ -162,12 +179,18 @@ class _Pool:
     """The workers of one engine. It holds no reference to the engine, so an
     engine nobody closes is still collected, and its workers stopped then."""
 
-    def __init__(self, pack: PolicyPack) -> None:
+    def __init__(self, pack: PolicyPack, max_workers: int) -> None:
         self.pack = pack
+        self.max_workers = max_workers
         # Reentrant: the engine's finalizer (close) may run from a garbage
         # collection triggered while this thread holds the lock.
         self.lock = threading.RLock()
         self.idle: list[_Worker] = []
+        #: Jobs waiting for a free worker, oldest first.
+        self.queue: collections.deque[_Job] = collections.deque()
+        #: Workers of this generation with a job (compiling, evaluating, or
+        #: evaluating past the job's deadline).
+        self.busy = 0
         #: Evaluations still running past their deadline (or still compiling then).
         self.overdue = 0
         #: Bumped by ``close``: workers of an older generation stop when done.
@@ -176,10 +199,12 @@ class _Pool:
 
     def forget_threads(self) -> None:
         """In a forked child (a pre-forking server, ``gunicorn --preload``): the
-        workers' threads stayed in the parent, so none is idle or overdue here,
-        and the lock may have been held by one of them at the fork."""
+        workers' threads stayed in the parent, so none is idle, busy or overdue
+        here, no job waits, and the lock may have been held at the fork."""
         self.lock = threading.RLock()
         self.idle = []
+        self.queue = collections.deque()
+        self.busy = 0
         self.overdue = 0
         self.generation += 1
 
@@ -203,9 +228,11 @@ class _Pool:
         return worker
 
     def dispatch(self, job: _Job) -> None:
-        """Queue ``job`` on an idle worker, or on a new one that compiles the pack
-        first (within the job's deadline). Refused at once while ``MAX_OVERDUE``
-        evaluations are running past their deadline."""
+        """Hand ``job`` to an idle worker; else to a new one that compiles the pack
+        first (within the job's deadline) while fewer than ``max_workers`` work
+        within their deadline; else queue it for the first worker to finish.
+        Refused at once while ``MAX_OVERDUE`` evaluations are running past
+        their deadline."""
         with self.lock:
             if self.overdue >= MAX_OVERDUE:
                 raise EngineError(
@@ -214,33 +241,78 @@ class _Pool:
                     reason="engine_timeout",
                 )
             if self.idle:
+                self.busy += 1
                 self.idle.pop().submit(job)
                 return
-            generation = self.generation
-        worker = _Worker(self, self.pack, generation)
-        worker.submit(job)
-        worker.begin()
+            if self.busy - self.overdue >= self.max_workers:
+                job.queued = True
+                self.queue.append(job)
+                return
+            self.busy += 1
+            worker = _Worker(self, self.pack, self.generation)
+            worker.submit(job)
+        try:
+            worker.begin()
+        except BaseException:
+            with self.lock:
+                if worker.generation == self.generation:
+                    self.busy -= 1
+            raise
 
     def give_up(self, job: _Job) -> bool:
-        """The caller stops waiting for ``job``: True if it is now overdue
-        (False: it ended just now, its answer is there)."""
+        """The caller stops waiting for ``job``: True if it will not be answered
+        (taken out of the queue, or running on, now overdue); False if it
+        ended just now and its answer is there."""
         with self.lock:
             if job.done.is_set():
                 return False
+            if job.queued:  # never ran: nothing runs on for it
+                job.queued = False
+                self.queue.remove(job)
+                return True
             job.overdue = True
             self.overdue += 1
+            # One fewer worker within its deadline: a queued job may have a new one.
+            self._start_for_queue()
             return True
 
+    def _start_for_queue(self) -> None:
+        """Under the lock: a new worker for the oldest queued job, if the cap allows."""
+        if not self.queue or self.busy - self.overdue >= self.max_workers:
+            return
+        if self.overdue >= MAX_OVERDUE:
+            return
+        job = self.queue.popleft()
+        job.queued = False
+        self.busy += 1
+        worker = _Worker(self, self.pack, self.generation)
+        worker.submit(job)
+        try:
+            worker.begin()
+        except EngineError as exc:
+            self.busy -= 1
+            job.error = exc
+            job.done.set()
+
     def finished(self, worker: _Worker, job: _Job, *, reuse: bool = True) -> None:
-        """``job`` ended: its answer goes to its caller (if still waiting), the
-        worker back to the idle ones (or away, if the engine was closed)."""
+        """``job`` ended: its answer goes to its caller (if still waiting); the
+        worker takes the oldest queued job, or goes back to the idle ones (or
+        away, if the engine was closed or it cannot evaluate)."""
         with self.lock:
             job.done.set()
             if job.overdue:
                 self.overdue -= 1
+            current = worker.generation == self.generation
+            if current and reuse and self.queue:
+                following = self.queue.popleft()
+                following.queued = False
+                worker.submit(following)
+                return
+            if current:
+                self.busy -= 1
             if not reuse:
                 return
-            if worker.generation == self.generation:
+            if current:
                 self.idle.append(worker)
                 return
         worker.stop()
@@ -248,7 +320,13 @@ class _Pool:
     def close(self) -> None:
         with self.lock:
             self.generation += 1
+            self.busy = 0
             idle, self.idle = self.idle, []
+            waiting, self.queue = list(self.queue), collections.deque()
+            for job in waiting:
+                job.queued = False
+                job.error = EngineError("the embedded engine was closed")
+                job.done.set()
         for worker in idle:
             worker.stop()
 
@@ -270,16 +348,29 @@ class EmbeddedEngine:
 
     ``timeout``: seconds a decision may take before it is an
     ``engine_timeout`` deny (the evaluation goes on in its worker, which is
-    reused once it ends).
+    reused once it ends). ``max_workers``: workers evaluating at once within
+    their deadline (default :func:`default_max_workers`); further decisions
+    wait for one of them, within their own deadline.
     """
 
     name = "embedded"
 
-    def __init__(self, pack: PolicyPack, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        pack: PolicyPack,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_workers: int | None = None,
+    ) -> None:
         if not 0 < timeout <= 60:
             raise ValueError("timeout must be between 0 and 60 seconds")
+        if max_workers is None:
+            max_workers = default_max_workers()
+        if not 1 <= max_workers <= 256:
+            raise ValueError("max_workers must be between 1 and 256")
         self._pack = pack
         self.timeout = timeout
+        self.max_workers = max_workers
         self._never_release = frozenset(
             pack.data.get("catalog", {}).get("fields", {}).get("status", ())
         )
@@ -290,7 +381,7 @@ class EmbeddedEngine:
             raise
         except Exception as exc:  # regopy raises RegoError and others
             raise PolicyError(f"the embedded engine cannot compile the pack: {exc}") from exc
-        self._pool = _Pool(pack)
+        self._pool = _Pool(pack, max_workers)
         # The first worker compiles now: a pack that does not compile is refused here.
         try:
             self._pool.idle.append(self._pool.first())
