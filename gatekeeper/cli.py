@@ -93,9 +93,17 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _open_log(args: argparse.Namespace) -> AuditLog:
+    """The configured log, which must exist: the audit commands read (or rotate)
+    a log; opening a data directory without one would create a new, empty
+    log and a new signing key, and report on that instead."""
     from gatekeeper import open_audit_log
 
     settings = load_settings(args.config, data_dir=args.data_dir)
+    if settings.audit_url is None and not (settings.data_dir / "audit.sqlite").is_file():
+        raise GatekeeperError(
+            f"no audit log in {settings.data_dir} (no audit.sqlite there): "
+            "give the data directory that holds it (--data-dir or --config)"
+        )
     return open_audit_log(settings)
 
 
@@ -115,6 +123,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise GatekeeperError(
             f"cannot read the trusted checkpoint {args.trusted}: {exc.strerror}"
         ) from exc
+    if args.workers < 1:
+        raise GatekeeperError("--workers must be at least 1")
     with _open_log(args) as log:
         report = verify_log(
             log.store,
@@ -153,13 +163,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from gatekeeper.audit.note import open_checkpoint
     from gatekeeper.audit.tiles import export_tiles
 
+    target = Path(args.dir)
+    if target.exists() and not target.is_dir():
+        raise GatekeeperError(f"{target} is not a directory: give a directory for the tiles")
     with _open_log(args) as log:
         note = log.latest_checkpoint()
         if note is None:
             print("gatekeeper: the audit log has no checkpoint yet", file=sys.stderr)
             return 1
         checkpoint = open_checkpoint(note, log.keys.verifiers())
-        count = export_tiles(log.store, note, checkpoint, args.dir)
+        try:
+            count = export_tiles(log.store, note, checkpoint, target)
+        except OSError as exc:
+            where = exc.filename or target
+            raise GatekeeperError(f"cannot write the tiles to {where}: {exc.strerror}") from exc
     print(f"wrote {count} files for {checkpoint.size} entries to {args.dir}")
     return 0
 
@@ -170,7 +187,14 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     from gatekeeper.audit import merkle
 
     with _open_log(args) as log:
-        size = args.size if args.size is not None else log.size()
+        logged = log.size()
+        size = args.size if args.size is not None else logged
+        if not 0 < size <= logged:
+            print(
+                f"gatekeeper: --size {size} is not a size of this log (1 to {logged})",
+                file=sys.stderr,
+            )
+            return 1
         if not 0 <= args.index < size:
             print(f"gatekeeper: no entry {args.index} in a log of {size}", file=sys.stderr)
             return 1

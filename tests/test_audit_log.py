@@ -373,6 +373,8 @@ def test_cli_audit_commands(tmp_path: Path) -> None:
     vkey = run_cli(tmp_path, "audit", "vkey").stdout.strip()
     pinned = run_cli(tmp_path, "audit", "verify", "--vkey", vkey)
     assert pinned.returncode == 0 and "3/3 entries valid" in pinned.stdout, pinned
+    teacher = str(REPO_ROOT / "examples" / "teacher-grades.json")
+    assert run_cli(tmp_path / "other", "decide", teacher).returncode == 0  # another log
     other = run_cli(tmp_path / "other", "audit", "vkey").stdout.strip()
     foreign = run_cli(tmp_path, "audit", "verify", "--vkey", other)
     assert foreign.returncode == 1 and "0/3 entries valid" in foreign.stdout, foreign
@@ -403,6 +405,48 @@ def test_cli_audit_commands(tmp_path: Path) -> None:
     assert bad.returncode == 1, bad.stdout
     assert "entry 2: signature does not verify" in bad.stdout.splitlines()
     assert "2/3 entries valid" in bad.stdout
+
+
+def test_audit_commands_on_a_directory_without_a_log_create_nothing(tmp_path: Path) -> None:
+    """A compliance officer who gives the wrong --data-dir: every audit command
+    says there is no log there, exits 1 and leaves the directory as it was.
+    Before, each opened (so created) a new log: verify said 0/0 entries valid
+    (exit 0) and vkey printed the key of a freshly generated signing key."""
+    wrong = tmp_path / "not-the-log"
+    for command in (
+        ["audit", "verify"],
+        ["audit", "vkey"],
+        ["audit", "checkpoint"],
+        ["audit", "show"],
+        ["audit", "prove", "0"],
+        ["audit", "export", str(tmp_path / "tiles")],
+        ["audit", "rotate-key"],
+    ):
+        result = run_cli(wrong, *command)
+        assert result.returncode == 1, (command, result.stdout)
+        assert f"no audit log in {wrong}" in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert not (wrong / "audit.sqlite").exists() and not (wrong / "keys").exists(), command
+    assert not (tmp_path / "tiles").exists()
+
+
+def test_audit_command_arguments_out_of_range_are_clear_errors(tmp_path: Path) -> None:
+    teacher = str(REPO_ROOT / "examples" / "teacher-grades.json")
+    for _ in range(3):
+        assert run_cli(tmp_path, "decide", teacher).returncode == 0
+    a_file = tmp_path / "vkey.txt"
+    a_file.write_text("not a directory\n")
+    cases = [
+        (["audit", "prove", "1", "--size", "100"], "--size 100 is not a size of this log (1 to 3)"),
+        (["audit", "prove", "1", "--size", "0"], "--size 0 is not a size of this log"),
+        (["audit", "export", str(a_file)], f"{a_file} is not a directory"),
+        (["audit", "verify", "--workers", "0"], "--workers must be at least 1"),
+    ]
+    for command, message in cases:
+        result = run_cli(tmp_path, *command)
+        assert result.returncode == 1, (command, result.stdout)
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert a_file.read_text() == "not a directory\n"
 
 
 def test_largest_valid_request_still_leaves_an_entry(tmp_path: Path) -> None:
