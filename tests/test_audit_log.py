@@ -153,6 +153,32 @@ def test_edited_entry_is_named(filled: tuple[Path, AuditLog]) -> None:
     assert any(p.startswith("entry 7:") and "tree" in p for p in found), found
 
 
+@pytest.mark.parametrize("index", [0, 9, 15])
+def test_an_edited_entry_is_the_only_one_named(filled: tuple[Path, AuditLog], index: int) -> None:
+    """The stored nodes above an edited leaf differ from the recomputed ones
+    too; they agree with their own stored children, so the entries that
+    completed them (1, 3, 7 and 15 above entry 0) are intact and not named."""
+    db, log = filled
+    tamper(db, f"UPDATE entries SET data = ? WHERE idx = {index}", entry(900 + index))
+    report = verify_log(log.store, log.keys, signatures="all")
+    named = {p.index for p in report.problems if p.index is not None}
+    assert named == {index}, report.problems
+    assert report.summary() == "19/20 entries valid"  # before: 16/20 for entry 0
+
+
+def test_an_altered_stored_node_is_named_at_the_entry_that_completed_it(
+    filled: tuple[Path, AuditLog],
+) -> None:
+    db, log = filled
+    # The node over entries 0-3 (level 2, index 0) is stored with entry 3.
+    node = merkle.stored_hash_index(2, 0)
+    tamper(db, "UPDATE hashes SET hash = ? WHERE idx = ?", b"\x00" * 32, node)
+    report = verify_log(log.store, log.keys, signatures="all")
+    assert [(p.index, p.message) for p in report.problems if p.index is not None] == [
+        (3, "a stored tree hash above this entry was altered")
+    ], report.problems
+
+
 def test_deleted_entry_is_named(filled: tuple[Path, AuditLog]) -> None:
     db, log = filled
     tamper(db, "DELETE FROM entries WHERE idx = 4")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -277,7 +277,9 @@ def verify_log(
                 except GatekeeperError as exc:
                     problems.append(Problem(None, f"tree hashes unreadable: {exc}"))
                     stored = [b""] * (hi - lo)
-                _compare_hashes(first, expected, computed, stored, problems, bad_entries)
+                _compare_hashes(
+                    first, expected, computed, stored, problems, bad_entries, store.read_hashes
+                )
             if to_check:
                 report.signatures_checked += len(to_check)
                 if pool is not None:
@@ -344,10 +346,19 @@ def _compare_hashes(
     stored: list[bytes],
     problems: list[Problem],
     bad_entries: set[int],
+    read_hashes: Callable[[list[int]], Sequence[bytes]],
 ) -> None:
+    """Name the entries whose stored hashes differ from the recomputed ones.
+
+    Entry ``n`` stores its leaf hash and then the nodes it completes (level
+    ``k``, index ``n >> k``). A leaf that differs is that entry's problem. A
+    node that differs only because a leaf below it differs (the node agrees
+    with its own stored children) is not: that entry was already named, and
+    the entry that completed the node is intact. A node that disagrees with
+    its stored children was itself altered, and is named at the entry that
+    completed it."""
     if computed == stored:
         return
-    # Find which entries the differing stored hashes belong to.
     position = 0
     for n in range(first, end):
         count = merkle.stored_hash_index(0, n + 1) - merkle.stored_hash_index(0, n)
@@ -356,10 +367,36 @@ def _compare_hashes(
                 problems.append(
                     Problem(n, "entry does not match the tree (edited, replaced or moved)")
                 )
-            elif computed[position]:
+                bad_entries.add(n)
+            elif computed[position] and any(
+                computed[position + k] != stored[position + k]
+                and not _node_agrees_with_children(k, n >> k, stored[position + k], read_hashes)
+                for k in range(1, count)
+            ):
                 problems.append(Problem(n, "a stored tree hash above this entry was altered"))
-            bad_entries.add(n)
+                bad_entries.add(n)
+            elif not computed[position]:
+                bad_entries.add(n)
         position += count
+
+
+def _node_agrees_with_children(
+    level: int,
+    index: int,
+    value: bytes,
+    read_hashes: Callable[[list[int]], Sequence[bytes]],
+) -> bool:
+    """Whether a stored node hash is the hash of its two stored children."""
+    try:
+        left, right = read_hashes(
+            [
+                merkle.stored_hash_index(level - 1, 2 * index),
+                merkle.stored_hash_index(level - 1, 2 * index + 1),
+            ]
+        )
+    except GatekeeperError:
+        return False
+    return merkle.node_hash(left, right) == value
 
 
 def _cp_active(size: int, r: _Range) -> bool:
