@@ -423,7 +423,9 @@ def _replay_front_office(
     visit("ICE-ERO officer with an I-200 warrant", "A05", "demo-i200")
     visit("HSI agent asks for a 'welfare check'", "A26", "demo-welfare-check")
     visit("Caller claiming ICE: is she enrolled?", "A29", "demo-phone")
-    visit("HSI judicial warrant, legal review pending", "A11", "demo-warrant-pending")
+    # One request, decided twice: escalated to the legal office, then decided
+    # again once it approved (the same request_id: one request in the reports).
+    visit("HSI judicial warrant, legal review pending", "A11", "demo-warrant")
     held = visit("HSI judicial warrant, approved by legal", "A10", "demo-warrant")
 
     # The legal office notifies the parent and acknowledges; then the release.

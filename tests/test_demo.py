@@ -96,13 +96,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert (data / "reports" / name).stat().st_size > 0, name
     enforcement = json.loads((data / "reports" / "enforcement.json").read_text())
     assert enforcement["checkpoint"]["size"] == 15 and enforcement["checkpoint"]["verified"]
-    # TrackLink, the ICE client, the I-200, the "welfare check", the phone call, the warrant
-    # twice: 7 immigration-related requests; the approved warrant is the one complied with.
+    # TrackLink, the ICE client, the I-200, the "welfare check", the phone call, the
+    # warrant: 6 immigration-related requests. The warrant was decided twice (escalated,
+    # then approved by legal: one request_id), so it counts once, complied with, and no
+    # escalation is left open.
     summary = enforcement["summary"]
     assert (summary["received"], summary["refused"], summary["escalated"], summary["complied"]) == (
-        7,
+        6,
         5,
-        1,
+        0,
         1,
     )
 
