@@ -460,7 +460,23 @@ class Gatekeeper:
             raise expired
         if check.open:
             raise ReleaseHeld(check.decision, pending=check.open)
-        _log.info("released", decision_id=decision_id)
+        # The release is a disclosure of its own (the decision's entry was held):
+        # it is logged, durably, before the Grant leaves; if it cannot be, nothing does.
+        from gatekeeper.audit.entry import AuditError
+        from gatekeeper.obligations._payload import release_entry
+
+        assert self.audit is not None  # release_check read the decision from it
+        try:
+            receipt = self.audit.append(release_entry(check.decision, when=datetime.now(UTC)))
+        except AuditError as exc:
+            unlogged = AccessDenied(check.decision)
+            unlogged.reason = exc.reason or "audit_unavailable"
+            unlogged.args = (
+                f"decision {decision_id}: the release could not be logged ({exc}); "
+                "nothing is released",
+            )
+            raise unlogged from exc
+        _log.info("released", decision_id=decision_id, entry=receipt.index)
         return Grant(check.decision, redactor or Redactor())
 
     def guard(

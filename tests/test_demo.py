@@ -55,7 +55,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # Progress on stderr, the table and the summary on stdout.
     assert "[6/6] writing the activity and enforcement reports ... done" in result.stderr
     out = result.stdout
-    assert "Audit log: 15/15 entries valid" in out and "- OK" in out
+    assert "Audit log: 16/16 entries valid" in out and "- OK" in out
     assert "Make a reasonable effort to notify the parent" in out  # the staff guidance
 
     outcomes = json.loads((data / "demo-decisions.json").read_text())
@@ -83,19 +83,19 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     verify = subprocess.run(
         [*cli, "audit", "verify"], capture_output=True, text=True, env=env, check=False
     )
-    assert verify.returncode == 0 and "15/15 entries valid" in verify.stdout, verify
+    assert verify.returncode == 0 and "16/16 entries valid" in verify.stdout, verify
     vkey = subprocess.run(
         [*cli, "audit", "vkey"], capture_output=True, text=True, env=env, check=True
     ).stdout.strip()
     note = subprocess.run(
         [*cli, "audit", "checkpoint"], capture_output=True, text=True, env=env, check=True
     ).stdout
-    assert open_checkpoint(note, [Verifier(vkey)]).size == 15
+    assert open_checkpoint(note, [Verifier(vkey)]).size == 16
     assert vkey in out
     for name in ("activity.html", "enforcement.html", "activity.csv", "enforcement.json"):
         assert (data / "reports" / name).stat().st_size > 0, name
     enforcement = json.loads((data / "reports" / "enforcement.json").read_text())
-    assert enforcement["checkpoint"]["size"] == 15 and enforcement["checkpoint"]["verified"]
+    assert enforcement["checkpoint"]["size"] == 16 and enforcement["checkpoint"]["verified"]
     # TrackLink, the ICE client, the I-200, the "welfare check", the phone call, the
     # warrant: 6 immigration-related requests. The warrant was decided twice (escalated,
     # then approved by legal: one request_id), so it counts once, complied with, and no
@@ -111,4 +111,4 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # Run again on the same data directory: the log grows and still verifies.
     again, _ = run_demo(data)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "Audit log: 30/30 entries valid" in again.stdout
+    assert "Audit log: 32/32 entries valid" in again.stdout

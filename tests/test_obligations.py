@@ -751,10 +751,20 @@ def test_ack_is_an_audit_entry_and_makes_the_held_permit_releasable(
     assert grant.decision.audit == decision.audit  # read back from the signed entry
     record = {"attendance": [1], "home_address": "1 Main St", "citizenship_status": "x"}
     assert grant.redact(record) == {k: v for k, v in record.items() if k in decision.allowed_fields}
+    released = entry_at(log, size + 1)  # the release left an entry before the Grant
+    assert (released["kind"], released["version"]) == ("release", 1)
+    assert released["release"] == {
+        "decision_id": decision.decision_id,
+        "request_id": decision.request_id,
+        "decision_entry": notify.entry_index,
+        "allowed_fields": list(decision.allowed_fields),
+    }
+    assert "decision_id" not in released  # never counted as a decision
     with pytest.raises(ObligationError) as again:
         gk.obligations.ack(notify.id, by="someone else")
     assert again.value.reason == "obligation_already_acknowledged"
-    assert log.size() == size + 1  # the refused ack wrote nothing
+    assert log.size() == size + 2  # the refused ack wrote nothing
+    assert verify_log(log.store, log.keys).ok
 
 
 def test_escalate_and_deny_are_never_released(sqlite_gk: Gatekeeper) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -28,6 +30,7 @@ import gatekeeper
 from gatekeeper.audit.entry import canonical
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.note import open_checkpoint
+from gatekeeper.audit.verify import verify_log
 from gatekeeper.reports import (
     Period,
     Report,
@@ -306,7 +309,10 @@ def test_disclosure_record_lines(built: Built) -> None:
     assert line["party"] == "ICE-HSI" and line["party_kind"] == "immigration_authority"
     assert line["outcome"] == "permit" and line["rule"] == "IMM-10"
     assert line["legal_basis"] == "judicial_search_warrant"
-    assert line["fields_disclosed"] == ", ".join(a10["expect"]["allowed_fields"])
+    # Held for the parent's notice and never released in this log: nothing left.
+    assert "NOTIFY_PARENT_PRE" in a10["expect"]["obligations"]
+    assert line["fields_disclosed"] == ""
+    assert line["released"] == "not released: held for NOTIFY_PARENT_PRE"
     assert line["stated_reason"] == a10["request"]["purpose_text"]
     index, _ = by_id["A12"]
     assert lines[index]["outcome"] == "deny" and lines[index]["fields_disclosed"] == ""
@@ -317,6 +323,73 @@ def test_disclosure_record_lines(built: Built) -> None:
     assert "articulable and significant threat" in emergency["emergency"]
     html = render(built.records["S020"], "html").decode()
     assert "@media print" in html and "articulable and significant threat" in html
+
+
+def test_a_held_permit_is_a_disclosure_from_its_release(tmp_path: Path) -> None:
+    """The warrant (A10) is permitted but held until the parent's notice is
+    acknowledged: the record lists no records disclosed until the release,
+    which leaves an entry of its own; from then on, the fields and the day."""
+    from gatekeeper.guard import ReleaseHeld
+
+    a10 = next(c for c in CASES if c["id"] == "A10")
+    student = a10["request"]["student"]["id"]
+    with gatekeeper.open(data_dir=tmp_path) as gk:
+        with pytest.raises(ReleaseHeld) as held, gk.access(a10["request"]):
+            pass
+        decision_id = held.value.decision.decision_id
+        assert gk.audit is not None
+        before = disclosure_record(Snapshot.take(gk.audit), student)
+        (line,) = before.table("record").records()
+        assert line["fields_disclosed"] == "" and line["released"].startswith("not released")
+        assert (before.summary["disclosed"], before.summary["held"]) == (0, 1)
+        for row in gk.obligations.list(pending=True, decision_id=decision_id):
+            if row.blocking:
+                gk.obligations.ack(row.id, by="legal office", note="parent notified")
+        size = gk.audit.size()
+        gk.release(decision_id)
+        (stored,) = gk.audit.store.read_entries(size, size + 1)  # the release's entry
+        released = json.loads(stored.data)
+        assert released["kind"] == "release"
+        assert released["release"]["decision_id"] == decision_id
+        assert released["release"]["allowed_fields"] == a10["expect"]["allowed_fields"]
+        after = disclosure_record(Snapshot.take(gk.audit), student)
+        assert verify_log(gk.audit.store, gk.audit.keys).ok
+    (line,) = after.table("record").records()
+    assert line["fields_disclosed"] == ", ".join(a10["expect"]["allowed_fields"])
+    local = dt.datetime.fromisoformat(released["timestamp"]).astimezone(
+        ZoneInfo("America/Los_Angeles")  # the district's zone: the report's days
+    )
+    assert line["released"] == local.date().isoformat()
+    assert (after.summary["disclosed"], after.summary["held"]) == (1, 0)
+
+
+def test_a_release_that_cannot_be_logged_releases_nothing(tmp_path: Path) -> None:
+    from gatekeeper.guard import AccessDenied, ReleaseHeld
+
+    a10 = next(c for c in CASES if c["id"] == "A10")
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text("audit_timeout = 0.3\n")
+    with gatekeeper.open(data_dir=tmp_path, config=config) as gk:
+        with pytest.raises(ReleaseHeld) as held, gk.access(a10["request"]):
+            pass
+        decision_id = held.value.decision.decision_id
+        for row in gk.obligations.list(pending=True, decision_id=decision_id):
+            if row.blocking:
+                gk.obligations.ack(row.id, by="legal office", note="parent notified")
+        assert gk.audit is not None
+        size = gk.audit.size()
+        locker = sqlite3.connect(tmp_path / "audit.sqlite", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            with pytest.raises(AccessDenied) as refused:
+                gk.release(decision_id)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert refused.value.reason.startswith("audit")
+        assert "nothing is released" in str(refused.value)
+        assert gk.audit.size() == size
+        assert gk.release(decision_id).decision.permitted  # once the log is writable
 
 
 def test_record_leaves_out_bulk_and_any_sealed_entry(tmp_path: Path) -> None:

@@ -275,9 +275,7 @@ class CommandSigner:
             if poller.poll(remaining * 1000):
                 return
 
-    def _ask(
-        self, request: bytes, tag: bytes, size: int, malformed: str, deadline: float
-    ) -> bytes:
+    def _ask(self, request: bytes, tag: bytes, size: int, malformed: str, deadline: float) -> bytes:
         """Send one request line; the base64 payload of the ``tag`` answer, of
         ``size`` bytes (fails closed on a refusal or anything else)."""
         self._send(request, deadline)

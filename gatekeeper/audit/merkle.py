@@ -513,8 +513,8 @@ def tile_path(level: int, index: int, width: int) -> str:
 def entries_tile_path(index: int, width: int) -> str:
     """The C2SP path of an entry bundle: ``tile/entries/<N>[.p/<W>]``.
 
-        >>> entries_tile_path(2, 188)
-        'tile/entries/002.p/188'
+    >>> entries_tile_path(2, 188)
+    'tile/entries/002.p/188'
     """
     _check_tile(0, index, width)
     return f"tile/entries/{_tile_suffix(index, width)}"

@@ -130,12 +130,7 @@ def _is_utf8(text: str) -> bool:
 
 def is_valid_name(name: str) -> bool:
     """Whether ``name`` can name a key: non-empty UTF-8 with no Unicode space and no ``+``."""
-    return (
-        name != ""
-        and "+" not in name
-        and not any(c in _SPACES for c in name)
-        and _is_utf8(name)
-    )
+    return name != "" and "+" not in name and not any(c in _SPACES for c in name) and _is_utf8(name)
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:

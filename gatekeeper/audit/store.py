@@ -511,9 +511,7 @@ class SqliteStore:
     def checkpoints(self) -> list[tuple[int, str]]:
         with self._lock:
             try:
-                rows = self._db.execute(
-                    "SELECT size, note FROM checkpoints ORDER BY id"
-                ).fetchall()
+                rows = self._db.execute("SELECT size, note FROM checkpoints ORDER BY id").fetchall()
             except sqlite3.Error as exc:
                 raise AuditError(f"audit store unreadable: {exc}") from exc
         return [(int(s), str(n)) for s, n in rows]

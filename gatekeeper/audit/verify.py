@@ -91,9 +91,7 @@ _Range = tuple[int, int | None] | None
 
 
 def _in_range(index: int, ranges: Sequence[_Range]) -> bool:
-    return any(
-        r is None or (r[0] <= index and (r[1] is None or index < r[1])) for r in ranges
-    )
+    return any(r is None or (r[0] <= index and (r[1] is None or index < r[1])) for r in ranges)
 
 
 def _check_signatures(
@@ -247,12 +245,14 @@ def verify_log(
                                 )
                             )
                             bad_entries.add(entry.index)
-                    if isinstance(value, dict) and value.get("kind") == "obligation_ack":
-                        named = value.get("obligation")
-                        acked = named.get("decision_id") if isinstance(named, dict) else None
-                        if not isinstance(acked, str) or acked not in decision_ids:
+                    kind = value.get("kind") if isinstance(value, dict) else None
+                    follows = _FOLLOWS.get(kind) if isinstance(kind, str) else None
+                    if follows is not None:
+                        named = value.get(follows)
+                        named_id = named.get("decision_id") if isinstance(named, dict) else None
+                        if not isinstance(named_id, str) or named_id not in decision_ids:
                             problems.append(
-                                Problem(entry.index, "obligation_ack names no earlier decision")
+                                Problem(entry.index, f"{value['kind']} names no earlier decision")
                             )
                             bad_entries.add(entry.index)
                 except (ValueError, GatekeeperError):
@@ -337,6 +337,10 @@ def _stored_leaf(store: AuditStore, index: int) -> bytes:
         return store.read_hashes([merkle.stored_hash_index(0, index)])[0]
     except GatekeeperError:
         return hashlib.sha256(b"missing entry").digest()
+
+
+#: Entries that follow a decision, and the key under which they name it.
+_FOLLOWS = {"obligation_ack": "obligation", "release": "release"}
 
 
 def _compare_hashes(
@@ -432,8 +436,10 @@ def _open_with_ranges(
         if t in active:
             continue
         if not any(r is not None and r[1] in starts for r in t.ranges):
-            found.append(f"{label}: signed by key {t.verifier.name}+"
-                         f"{t.verifier.key_id.hex()}, not active at size {cp.size}")
+            found.append(
+                f"{label}: signed by key {t.verifier.name}+"
+                f"{t.verifier.key_id.hex()}, not active at size {cp.size}"
+            )
     return cp, found
 
 
@@ -452,7 +458,7 @@ def _check_head_covered(
     # A commit between reading the checkpoints and the size wrote its
     # checkpoint (of exactly that size) in the same transaction: look for it.
     try:
-        later = store.checkpoints()[len(checkpoints):]
+        later = store.checkpoints()[len(checkpoints) :]
     except GatekeeperError:
         later = []
     for stored_size, note in later:

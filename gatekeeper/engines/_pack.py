@@ -56,6 +56,7 @@ def _code_only(source: str) -> str:
 
     return _STRING_OR_COMMENT_RE.sub(blank, source)
 
+
 #: Built-ins whose behaviour differs between rego-cpp and OPA, or which do not
 #: exist in rego-cpp: the pack must not call them (SIS-REFERENCE.md 3.3).
 FORBIDDEN_BUILTIN_PREFIXES: tuple[str, ...] = (

@@ -21,14 +21,20 @@ __all__ = [
     "ACK_VERSION",
     "MET_BY_REDACTION",
     "REDACTION_ACTOR",
+    "RELEASE_KIND",
+    "RELEASE_VERSION",
     "ack_entry",
     "blocking_codes",
     "outbox_rows",
+    "release_entry",
 ]
 
 #: The kind of an acknowledgment entry, and the version of its fields.
 ACK_KIND = "obligation_ack"
 ACK_VERSION = 1
+#: The kind of the entry a held permit's release leaves, and its version.
+RELEASE_KIND = "release"
+RELEASE_VERSION = 1
 
 #: Blocking obligations the gatekeeper meets itself: its redaction at release
 #: releases only the allowed fields of the one student a request names.
@@ -150,5 +156,29 @@ def ack_entry(row: ObligationRecord, *, by: str, note: str | None, when: datetim
         },
         "acknowledged_by": actor,
         "note": None if note is None else _clean(note, MAX_NOTE, "the note"),
+    }
+    return canonical(value)
+
+
+def release_entry(decision: Decision, *, when: datetime) -> bytes:
+    """The ``release`` entry of a held permit, appended before its Grant is
+    handed out: the record of disclosures dates the disclosure by it.
+
+    It names the decision (id and entry) and the fields it lets go (names
+    only); like an acknowledgment it keeps the decision's id under
+    ``release``, so it is never counted as a decision.
+    """
+    audit = decision.audit or {}
+    value: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": RELEASE_KIND,
+        "version": RELEASE_VERSION,
+        "timestamp": timestamp(when),
+        "release": {
+            "decision_id": decision.decision_id,
+            "request_id": decision.request_id,
+            "decision_entry": audit.get("index"),
+            "allowed_fields": list(decision.allowed_fields),
+        },
     }
     return canonical(value)

@@ -34,6 +34,8 @@ the ``reports`` extra (matplotlib, jinja2); CSV and JSON need nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gatekeeper.reports._activity import ActivityAggregator
 from gatekeeper.reports._disclosures import DisclosureAggregator
 from gatekeeper.reports._enforcement import AgencyCatalog, EnforcementAggregator
@@ -89,14 +91,27 @@ def enforcement_report(
 
 
 def disclosure_record(
-    snapshot: Snapshot, student_id: str, *, period: Period | None = None
+    snapshot: Snapshot,
+    student_id: str,
+    *,
+    period: Period | None = None,
+    policy_dir: str | Path | None = None,
 ) -> Report:
     """The parent-visible record of requests and disclosures for one student
-    (entries with ``LOG_9932``/``LOG_9932_EMERG``; never ``SEALED_LOG``)."""
+    (entries with ``LOG_9932``/``LOG_9932_EMERG``; never ``SEALED_LOG``).
+
+    ``policy_dir``: the pack whose catalog names the blocking obligations
+    (a permit they held is a disclosure only once released; default: the
+    configured pack)."""
     if not student_id:
         raise ReportError("a student id is required for a record of disclosures")
+    from gatekeeper.config import default_policy_dir
+    from gatekeeper.engines import load_pack
+    from gatekeeper.obligations._payload import blocking_codes
+
     chosen = period or Period()
-    aggregator = DisclosureAggregator(student_id, chosen)
+    blocking = blocking_codes(load_pack(policy_dir or default_policy_dir()).data)
+    aggregator = DisclosureAggregator(student_id, chosen, blocking)
     result = snapshot.scan([aggregator], chosen.zone)
     return aggregator.report(snapshot.checked(result))
 

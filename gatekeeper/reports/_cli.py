@@ -109,7 +109,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if args.kind == "enforcement":
             report = enforcement_report(snapshot, period=period, catalog=catalog)
         elif args.kind == "disclosures":
-            report = disclosure_record(snapshot, args.student, period=period)
+            report = disclosure_record(
+                snapshot, args.student, period=period, policy_dir=settings.policy_dir
+            )
         else:
             report = activity_report(snapshot, period=period)
     p = report.provenance

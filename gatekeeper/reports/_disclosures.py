@@ -17,6 +17,12 @@ Each line names the party (agency and kind, and whom it relayed for), the
 interest or basis (purpose, the requester's stated reason, the document
 presented, the deciding rule), the date logged, the outcome, and the fields
 requested and released (names only; never values).
+
+A permit is a disclosure when its data may leave: at once, or, when a
+blocking obligation (a parent's notice before release, a verification) held
+it, on the day of its ``release`` entry, which the guard appends before it
+hands out a held permit's data. A held permit with no release entry
+disclosed nothing: its line says what holds it and lists no records.
 """
 
 from __future__ import annotations
@@ -56,9 +62,13 @@ COLUMNS = (
     ("outcome", "outcome"),
     ("fields_requested", "records requested"),
     ("fields_disclosed", "records disclosed"),
+    ("released", "released"),
     ("emergency", "emergency"),
     ("record_code", "record"),
 )
+
+
+_COLUMN = {name: position for position, (name, _) in enumerate(COLUMNS)}
 
 
 def _names(entry: Mapping[str, Any], key: str) -> str:
@@ -68,19 +78,36 @@ def _names(entry: Mapping[str, Any], key: str) -> str:
     return ", ".join(names)
 
 
-class DisclosureAggregator:
-    """One pass over the log for one student; :meth:`report` builds the record."""
+#: Blocking obligations the guard meets itself for one named student (its redaction).
+_MET_BY_REDACTION = frozenset({"REDACT_OUT_OF_SCOPE"})
 
-    def __init__(self, student_id: str, period: Period) -> None:
+
+class DisclosureAggregator:
+    """One pass over the log for one student; :meth:`report` builds the record.
+
+    ``blocking``: the obligation codes that hold a permit's release until
+    acknowledged (the pack's ``catalog.blocking_obligations``)."""
+
+    def __init__(self, student_id: str, period: Period, blocking: frozenset[str]) -> None:
         if not student_id:
             raise ValueError("a student id is required")
         self.student_id = student_id
         self.period = period
-        self.rows: list[tuple[Cell, ...]] = []
+        self.blocking = blocking - _MET_BY_REDACTION
+        self.rows: list[list[Cell]] = []
+        #: row position -> (decision_id, the codes that held it)
+        self.held: dict[int, tuple[str, list[str]]] = {}
+        #: decision_id -> the day of its first release entry
+        self.released: dict[str, str] = {}
         self.bulk_unattributed = 0
         self.emergencies = 0
 
     def add(self, index: int, entry: Mapping[str, Any], moment: datetime | None) -> None:
+        if entry.get("kind") == "release" and moment is not None:
+            named = text(sub(entry, "release").get("decision_id"))
+            if named:
+                self.released.setdefault(named, moment.strftime("%Y-%m-%d"))
+            return
         if entry.get("kind") != "decision" or moment is None:
             return
         codes = set(obligations(entry))
@@ -111,10 +138,14 @@ class DisclosureAggregator:
                 if determined == "articulable_significant_threat"
                 else "Emergency claimed."
             )
+        day = moment.strftime("%Y-%m-%d")
+        held_for = [c for c in obligations(entry) if c in self.blocking]
+        if decision == "permit" and held_for:
+            self.held[len(self.rows)] = (text(entry.get("decision_id")), held_for)
         self.rows.append(
-            (
+            [
                 index,
-                moment.strftime("%Y-%m-%d"),
+                day,
                 moment.strftime("%H:%M"),
                 agency or label(kind),
                 kind,
@@ -127,19 +158,38 @@ class DisclosureAggregator:
                 decision,
                 _names(entry, "fields"),
                 _names(entry, "allowed_fields") if decision == "permit" else "",
+                day if decision == "permit" else "",
                 emergency,
                 "LOG_9932_EMERG" if "LOG_9932_EMERG" in codes else "LOG_9932",
-            )
+            ]
         )
 
+    def _settle_held(self) -> int:
+        """Held permits: released on the day of their release entry, or not
+        released (no records listed). Returns how many were not released."""
+        disclosed = _COLUMN["fields_disclosed"]
+        released = _COLUMN["released"]
+        not_released = 0
+        for position, (decision_id, held_for) in self.held.items():
+            row = self.rows[position]
+            day = self.released.get(decision_id)
+            if day is not None:
+                row[released] = day
+                continue
+            not_released += 1
+            row[disclosed] = ""
+            row[released] = "not released: held for " + ", ".join(held_for)
+        return not_released
+
     def report(self, provenance: Provenance, *, generated_at: datetime | None = None) -> Report:
-        outcomes = [row[11] for row in self.rows]
+        held = self._settle_held()
+        outcomes = [row[_COLUMN["outcome"]] for row in self.rows]
         table = Table(
             name="record",
             title="Requests and disclosures",
             columns=tuple(c for c, _ in COLUMNS),
             headers=tuple(h for _, h in COLUMNS),
-            rows=tuple(self.rows),
+            rows=tuple(tuple(row) for row in self.rows),
             numeric=frozenset({"entry"}),
         )
         notes = [
@@ -154,6 +204,9 @@ class DisclosureAggregator:
             "information only (34 CFR 99.32(d)).",
             "Only the names of records are shown, never their contents. Each line cites the "
             "entry of the district's signed audit log it comes from.",
+            "A permitted request whose release waited for a notice to the parent or another "
+            "required step is a disclosure from the day it was released; until then no "
+            "records left, and its line lists none.",
         ]
         staff = []
         if self.bulk_unattributed:
@@ -177,7 +230,8 @@ class DisclosureAggregator:
             summary={
                 "student": self.student_id,
                 "entries": len(self.rows),
-                "disclosed": outcomes.count("permit"),
+                "disclosed": outcomes.count("permit") - held,
+                "held": held,
                 "refused": outcomes.count("deny"),
                 "pending": outcomes.count("escalate"),
                 "bulk_unattributed": self.bulk_unattributed,

@@ -382,7 +382,9 @@ class LogView:
                 self._catalog = AgencyCatalog.load(self.policy_dir)
             return enforcement_report(snapshot, period=period, catalog=self._catalog)
         if kind == "disclosures":
-            return disclosure_record(snapshot, student or "", period=period)
+            return disclosure_record(
+                snapshot, student or "", period=period, policy_dir=self.policy_dir
+            )
         aggregator = ActivityAggregator(period)
         provenance = snapshot.checked(snapshot.scan([aggregator], period.zone))
         return aggregator.report(provenance, self.outstanding(provenance.size))
