@@ -324,8 +324,10 @@ identity_unverified if runaway > 0
 """
 
 
-def runaway_pack(tmp_path: Path) -> Path:
-    return mutated_pack(tmp_path, UNVERIFIED, UNVERIFIED + RUNAWAY, file="gatekeeper/facts.rego")
+def runaway_pack(tmp_path: Path, numbers: int = 2000) -> Path:
+    """The pack with RUNAWAY over ``numbers`` numbers (its time grows with the square)."""
+    runaway = RUNAWAY.replace("numbers.range(1, 2000)", f"numbers.range(1, {numbers})")
+    return mutated_pack(tmp_path, UNVERIFIED, UNVERIFIED + runaway, file="gatekeeper/facts.rego")
 
 
 def runaway_request() -> dict[str, Any]:
@@ -575,14 +577,18 @@ def test_a_burst_on_a_fresh_engine_is_decided_by_a_bounded_pool() -> None:
 def test_a_queued_decision_gets_a_worker_when_one_runs_past_its_deadline(
     tmp_path: Path,
 ) -> None:
-    """One worker allowed, held by a runaway evaluation: the next decision waits
-    in the queue; once the runaway one is past its deadline (no longer counted
-    among the workers within theirs) a new worker takes the queued decision."""
-    engine = EmbeddedEngine(load_pack(runaway_pack(tmp_path)), max_workers=1, timeout=1.0)
+    """One worker allowed, held by a runaway evaluation (about 3 s here): the
+    next decision waits in the queue; once the runaway one is past its
+    deadline (no longer counted among the workers within theirs) a new worker
+    takes the queued decision, within that decision's own deadline."""
+    engine = EmbeddedEngine(
+        load_pack(runaway_pack(tmp_path, numbers=3000)), max_workers=1, timeout=0.8
+    )
     runaway = parse_request(runaway_request()).to_policy_input()
     normal = parse_request(WARRANT).to_policy_input()
     expected = engine.evaluate(normal)
     errors: list[EngineError] = []
+    answers: list[Any] = []
 
     def run_away() -> None:
         try:
@@ -590,22 +596,27 @@ def test_a_queued_decision_gets_a_worker_when_one_runs_past_its_deadline(
         except EngineError as exc:
             errors.append(exc)
 
-    first = threading.Thread(target=run_away)
+    def decide() -> None:
+        answers.append(engine.evaluate(normal))
+
+    first, second = threading.Thread(target=run_away), threading.Thread(target=decide)
     try:
         first.start()
         give_up = time.monotonic() + 5
         while not engine._pool.busy:  # the runaway evaluation holds the one worker
             assert time.monotonic() < give_up
             time.sleep(0.005)
-        # Half a deadline later: this decision's deadline leaves a new worker
-        # half a second to compile the pack and decide once the other is overdue.
-        time.sleep(0.5)
-        started = time.monotonic()
-        assert engine.evaluate(normal) == expected  # queued, then on a new worker
-        assert time.monotonic() - started >= 0.3  # it did wait for the runaway one
+        # Most of a deadline later: once the runaway one is overdue, the queued
+        # decision has 0.6 s left for a new worker to compile the pack and decide.
+        time.sleep(0.6)
+        second.start()
+        while not engine._pool.queue:  # it waits for the one worker
+            assert second.is_alive() and time.monotonic() < give_up
+            time.sleep(0.001)
+        second.join(5)
         first.join(5)
+        assert answers == [expected]  # decided on a new worker, not denied
         assert [e.reason for e in errors] == ["engine_timeout"]
-        assert engine.overdue == 1
         wait_for_overdue_to_end(engine)
     finally:
         engine.close()
