@@ -45,6 +45,7 @@ from gatekeeper.redact import Redactor
 __all__ = [
     "DECISION_HEADER",
     "MAX_BODY_BYTES",
+    "NO_STORE",
     "Unredactable",
     "Verdict",
     "builder_failed",
@@ -58,6 +59,10 @@ __all__ = [
 
 #: Response header carrying the decision id of a guarded request.
 DECISION_HEADER = "X-Gatekeeper-Decision"
+#: Every guarded response (a redacted student record, or a refusal) is marked
+#: ``Cache-Control: no-store``, whatever the view set: no shared or browser
+#: cache may keep a student's record.
+NO_STORE = "no-store"
 #: Largest response body a guarded view may return (it is buffered to be redacted).
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
@@ -93,7 +98,7 @@ class Verdict:
 
     def headers(self) -> list[tuple[str, str]]:
         """Headers for a refusal (content type, no caching, decision id)."""
-        out = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        out = [("Content-Type", "application/json"), ("Cache-Control", NO_STORE)]
         if self.decision_id is not None:
             out.append((DECISION_HEADER, self.decision_id))
         return out

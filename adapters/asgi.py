@@ -53,6 +53,7 @@ from gatekeeper.redact import Redactor
 from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
+    NO_STORE,
     Verdict,
     builder_failed,
     decide,
@@ -245,10 +246,10 @@ class GatekeeperMiddleware:
             await send_verdict(send, replacement)
             return
         decision_header = DECISION_HEADER.lower().encode("latin-1")
-        headers = [
-            (k, v) for k, v in headers if k.lower() not in (b"content-length", decision_header)
-        ]
+        replaced = (b"content-length", b"cache-control", decision_header)
+        headers = [(k, v) for k, v in headers if k.lower() not in replaced]
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        headers.append((b"cache-control", NO_STORE.encode("latin-1")))
         headers.append((decision_header, str(verdict.decision_id).encode("latin-1")))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -58,6 +58,7 @@ from gatekeeper.redact import Redactor
 from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
+    NO_STORE,
     Verdict,
     builder_failed,
     decide,
@@ -169,5 +170,6 @@ class GatekeeperMiddleware:
         response.content = redacted
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(redacted))
+        response["Cache-Control"] = NO_STORE
         response[DECISION_HEADER] = str(verdict.decision_id)
         return response

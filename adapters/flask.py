@@ -47,6 +47,7 @@ from gatekeeper.redact import Redactor
 from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
+    NO_STORE,
     Verdict,
     builder_failed,
     decide,
@@ -170,6 +171,7 @@ class FlaskGatekeeper:
         if replacement is not None:
             return _refusal(replacement)
         response.set_data(redacted)
+        response.headers["Cache-Control"] = NO_STORE
         response.headers[DECISION_HEADER] = str(verdict.decision_id)
         return response
 

@@ -37,6 +37,7 @@ from gatekeeper.redact import Redactor
 from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
+    NO_STORE,
     Verdict,
     builder_failed,
     decide,
@@ -175,9 +176,13 @@ class GatekeeperWSGIMiddleware:
         )
         if replacement is not None:
             return respond(replacement, start_response)
-        drop = {"content-length", DECISION_HEADER.lower()}
+        drop = {"content-length", "cache-control", DECISION_HEADER.lower()}
         kept = [(k, v) for k, v in headers if k.lower() not in drop]
-        kept += [("Content-Length", str(len(body))), (DECISION_HEADER, str(verdict.decision_id))]
+        kept += [
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", NO_STORE),
+            (DECISION_HEADER, str(verdict.decision_id)),
+        ]
         start_response(status_line, kept)
         return [body]
 

@@ -123,6 +123,7 @@ def test_starlette_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.json() == TEACHER_VIEW
     assert response.headers["content-length"] == str(len(response.content))
     assert len(response.headers[HEADER]) == 32
+    assert response.headers["cache-control"] == "no-store"  # no cache keeps a record
     assert_no_record_data(response.content)
     # a list of records: each one redacted, non-records dropped
     response = client.get(f"/students/{sid}/history", headers={"X-User": "teacher"})

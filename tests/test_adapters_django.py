@@ -130,6 +130,7 @@ def test_django_permit_is_redacted(gk: Gatekeeper) -> None:
         assert response.status_code == 200
         assert response.json() == TEACHER_VIEW
         assert len(response.headers[HEADER]) == 32
+        assert response.headers["Cache-Control"] == "no-store"
         response = client.get(f"/students/{sid}/history", headers={"X-User": "teacher"})
         assert response.json() == [TEACHER_VIEW, TEACHER_VIEW]
         for view in ("page", "download"):

@@ -134,6 +134,7 @@ def test_wsgi_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.get_json() == TEACHER_VIEW
     assert response.headers["Content-Length"] == str(len(response.data))
     assert HEADER in response.headers
+    assert response.headers["Cache-Control"] == "no-store"
     response = client.get(f"/students/{sid}/legacy-write", headers={"X-User": "teacher"})
     assert response.get_json() == TEACHER_VIEW
     response = client.get(f"/students/{sid}/page", headers={"X-User": "teacher"})
@@ -286,6 +287,7 @@ def test_flask_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.get_json() == TEACHER_VIEW
     assert response.headers["Content-Length"] == str(len(response.data))
     assert len(response.headers[HEADER]) == 32
+    assert response.headers["Cache-Control"] == "no-store"
     response = client.get(f"/students/{sid}/history", headers={"X-User": "teacher"})
     assert response.get_json() == [TEACHER_VIEW, TEACHER_VIEW]
     for path, status in (("page", 500), ("file", 500), ("missing", 404)):

@@ -117,7 +117,9 @@ def _error(
     **extra: Any,
 ) -> JSONResponse:
     return JSONResponse(
-        _body(error, description, **extra), status_code=status, headers=dict(headers or {})
+        _body(error, description, **extra),
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
 
@@ -403,7 +405,8 @@ class OneRosterProxy:
             headers["Authorization"] = "Bearer " + self.config.upstream_token.reveal()
         if decision is not None:
             headers["X-Gatekeeper-Decision"] = decision.decision_id
-        out_headers = {"X-Request-Id": plan.request_id}
+        # Student records (and refusals) are never to be kept by a cache.
+        out_headers = {"X-Request-Id": plan.request_id, "Cache-Control": "no-store"}
         if decision is not None:
             out_headers.update(_decision_header(decision))
         try:
