@@ -15,7 +15,7 @@
     ...                          id_column="sid",
     ...                          field_map={"math_grade": "grades", "street": "home_address"})
     >>> records.get({
-    ...     "as_of": "2026-04-02T10:00:00-07:00", "channel": "internal",
+    ...     "channel": "internal",
     ...     "requester": {"id": "E1", "kind": "district_staff",
     ...                   "role": "teacher_of_record", "identity_verified": True},
     ...     "purpose": "educational", "student": {"id": "S1"},

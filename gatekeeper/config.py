@@ -21,6 +21,7 @@ Precedence: explicit keyword > configuration file > environment > default.
     audit_timeout = 2.0                  # seconds an append (and SQLite's write lock) may take
     clock_tolerance = 60.0               # seconds the wall clock may jump / lag the log
     clock_settle = 600.0                 # seconds a new clock offset must hold to be accepted
+    max_as_of_skew = 300.0               # seconds a request's as_of may be from now (false: off)
     audit_policy_input = true            # keep each decision's policy input (policy replay)
 
     [gatekeeper.obligations]             # routes for the obligation dispatchers
@@ -78,8 +79,11 @@ class Settings:
     #: None: SQLite in the data directory; or a postgresql:// URL.
     audit_url: str | None = None
     audit_timeout: float = 2.0
-    #: Refuse live requests whose as_of is further than this from now (seconds).
-    max_as_of_skew: float | None = None
+    #: Refuse requests whose as_of is further than this from now (seconds):
+    #: a caller may not decide "as of" another day, which would revive an
+    #: expired warrant or subpoena. ``false`` (None) turns the check off, for
+    #: replaying past scenarios (the public cases, the examples) only.
+    max_as_of_skew: float | None = 300.0
     #: The log's origin (C2SP); default: generated once per data directory.
     origin: str | None = None
     #: A configured signing key (PEM); default: generated in <data_dir>/keys.
@@ -128,6 +132,11 @@ class Settings:
         ):
             raise GatekeeperError(
                 "embedded_workers must be a whole number from 1 to 256", reason="config"
+            )
+        if self.max_as_of_skew is not None and not (0 < self.max_as_of_skew <= 31_622_400):
+            raise GatekeeperError(
+                "max_as_of_skew must be between 0 and 31622400 seconds (a year), or false",
+                reason="config",
             )
         if not (0 < self.audit_timeout <= 600):
             raise GatekeeperError(
@@ -180,6 +189,7 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         "timezone": os.environ.get("GATEKEEPER_TIMEZONE"),
         "data_dir": os.environ.get("GATEKEEPER_DATA_DIR"),
         "audit_url": os.environ.get("GATEKEEPER_AUDIT_URL"),
+        "max_as_of_skew": os.environ.get("GATEKEEPER_MAX_AS_OF_SKEW"),
     }
     values.update({k: v for k, v in env.items() if v})
     if config is not None:
@@ -188,6 +198,11 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     for key in ("data_dir", "policy_dir", "key_path", "shadow_policy_dir"):
         if key in values:
             values[key] = Path(values[key])
+    if values.get("max_as_of_skew") is False or (
+        isinstance(values.get("max_as_of_skew"), str)
+        and values["max_as_of_skew"].strip().lower() in {"off", "false"}
+    ):
+        values["max_as_of_skew"] = None  # replaying past scenarios: no check
     seconds = (
         "opa_timeout",
         "wasm_timeout",
@@ -199,8 +214,10 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         "signer_timeout",
     )
     for key in seconds:
-        if key in values:
+        if key in values and values[key] is not None:
             try:
+                if isinstance(values[key], bool):
+                    raise TypeError(key)
                 values[key] = float(values[key])
             except (TypeError, ValueError) as exc:
                 raise GatekeeperError(

@@ -29,6 +29,11 @@ _FAIL_CLOSED_GUIDANCE = (
     "The gatekeeper could not decide this request ({reason}). Release nothing; "
     "try again later or call the records office."
 )
+#: An invalid request is the caller's to fix: waiting does not help.
+_INVALID_REQUEST_GUIDANCE = (
+    "The gatekeeper could not read this request (invalid_request). Release nothing; "
+    "the system that sent it must correct it (its error names the field), then ask again."
+)
 
 
 class Effect(StrEnum):
@@ -108,7 +113,9 @@ class Decision:
             obligations=(),
             allowed_fields=(),
             denied_fields=denied_fields,
-            guidance=_FAIL_CLOSED_GUIDANCE.format(reason=reason),
+            guidance=_INVALID_REQUEST_GUIDANCE
+            if reason == "invalid_request"
+            else _FAIL_CLOSED_GUIDANCE.format(reason=reason),
             request_id=request_id,
             policy_revision=policy_revision,
             engine=engine,

@@ -34,21 +34,29 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 import gatekeeper
 from gatekeeper.config import Settings, load_settings
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.guard import AccessDenied, ReleaseHeld
+from gatekeeper.request import DEFAULT_TIMEZONE
 
 __all__ = ["Outcome", "run_demo"]
 
 # The demo SIS's own credential (the demo proxy config's upstream token), public on purpose.
 SIS_TOKEN = "demo-sis-token"  # noqa: S105
 TEACHER_CLASS = "cls-01-01-home-1"  # Ms. Rivera's homeroom in the demo proxy config
-AS_OF = "2026-04-02T10:00:00-07:00"  # the public cases' date (the warrant's dates fit it)
+#: The public cases' day; their documents' dates fit it. The demo moves each
+#: case to today (documents by as many days) instead of deciding "as of" that
+#: day: a live gatekeeper refuses a backdated as_of (max_as_of_skew).
+CASES_DAY = date(2026, 4, 2)
+_BASIS_DATES = ("issued", "execute_by", "return_date")
+_CONSENT_DATES = ("dated", "revoked_on")
 
 
 @dataclass
@@ -118,7 +126,7 @@ def _front_office_request(
     """A public case's request, about a demo SIS student instead of the case's."""
     request = copy.deepcopy(dict(case["request"]))
     request["request_id"] = request_id
-    request["as_of"] = AS_OF
+    _move_to_today(request)
     subject = request["student"]
     subject["id"] = student["sourcedId"]
     if "name" in subject:
@@ -131,6 +139,22 @@ def _front_office_request(
             {"name": f"{student['givenName']} {student['familyName']}", "dob": student["birthDate"]}
         ]
     return request
+
+
+def _move_to_today(request: dict[str, Any]) -> None:
+    """Decide the case now: ``as_of`` left out (the gatekeeper's clock), and the
+    dates of its legal document and consent moved by the days since the
+    cases' day, so a warrant valid then is valid now, an expired one still
+    expired."""
+    request.pop("as_of", None)
+    shift = datetime.now(ZoneInfo(DEFAULT_TIMEZONE)).date() - CASES_DAY
+    for part, keys in (("legal_basis", _BASIS_DATES), ("consent", _CONSENT_DATES)):
+        section = request.get(part)
+        if not isinstance(section, dict):
+            continue
+        for key in keys:
+            if isinstance(section.get(key), str):
+                section[key] = (date.fromisoformat(section[key]) + shift).isoformat()
 
 
 def _fields_released(record: Mapping[str, Any]) -> str:

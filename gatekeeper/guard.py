@@ -228,7 +228,9 @@ class Gatekeeper:
             skew = abs((parsed.as_of - datetime.now(UTC)).total_seconds())
             if skew > self.max_as_of_skew:
                 raise RequestError(
-                    "as_of", f"more than {self.max_as_of_skew:g} s from the current time"
+                    "as_of",
+                    f"more than {self.max_as_of_skew:g} s from the current time (a request "
+                    "is decided as of now; max_as_of_skew = false only to replay past scenarios)",
                 )
         return parsed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,6 +93,9 @@ def test_config_file(tmp_path: Path) -> None:
         ('embedded_workers = "4"', "embedded_workers must be a whole number"),
         ("embedded_workers = true", "embedded_workers must be a whole number"),
         ('audit_policy_input = "no"', "audit_policy_input must be true or false"),
+        ("max_as_of_skew = 0", "max_as_of_skew must be between"),
+        ("max_as_of_skew = true", "max_as_of_skew must be a number of seconds"),
+        ('max_as_of_skew = "soon"', "max_as_of_skew must be a number of seconds"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path: Path, line: str, message: str) -> None:
@@ -136,7 +140,6 @@ def test_typed_requests_are_validated_again(tmp_path: Path) -> None:
     assert decision.decision == "deny" and decision.reason == "invalid_request"
 
 
-
 def test_a_parsed_request_is_not_parsed_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,13 +180,45 @@ def test_a_parsed_request_is_not_parsed_twice(
     assert backdated.decision == "deny" and backdated.reason == "invalid_request"
 
 
-def test_backdated_requests_can_be_refused(tmp_path: Path) -> None:
-    """Opt-in (max_as_of_skew): a backdated as_of cannot revive an expired warrant."""
-    config = tmp_path / "gatekeeper.toml"
-    config.write_text("max_as_of_skew = 300\n")
-    gk = gatekeeper.open(data_dir=tmp_path / "d", config=config)
+def test_backdated_requests_are_refused_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default (max_as_of_skew 300 s) a backdated as_of cannot revive an
+    expired warrant: the approved warrant of A10 expired on 2026-04-14, and
+    its request says as_of 2026-04-02. Before, the check was opt-in and
+    gatekeeper.open permitted it."""
+    monkeypatch.delenv("GATEKEEPER_MAX_AS_OF_SKEW", raising=False)  # conftest's "off"
+    assert gatekeeper.load_settings().max_as_of_skew == 300.0
+    gk = gatekeeper.open(data_dir=tmp_path / "d")
     warrant = next(c["request"] for c in CASES if c["id"] == "A10")  # as_of 2026-04-02
     decision = gk.decide(warrant)
     assert decision.decision == "deny" and decision.reason == "invalid_request"
+    assert decision.audit is not None  # refused, and logged
     fresh = {k: v for k, v in warrant.items() if k != "as_of"}  # as_of = now
-    assert gk.decide(fresh).reason is None
+    assert gk.decide(fresh).reason is None  # decided on the day it is made
+    soon = dict(warrant, as_of=(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)).isoformat())
+    assert gk.decide(soon).reason is None  # within the skew: clocks differ a little
+    gk.close()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("max_as_of_skew = false", None),
+        ("max_as_of_skew = 30", 30.0),
+        ("env:off", None),
+        ("env:false", None),
+        ("env:120", 120.0),
+    ],
+)
+def test_max_as_of_skew_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, expected: float | None
+) -> None:
+    monkeypatch.delenv("GATEKEEPER_MAX_AS_OF_SKEW", raising=False)
+    config = None
+    if source.startswith("env:"):
+        monkeypatch.setenv("GATEKEEPER_MAX_AS_OF_SKEW", source[4:])
+    else:
+        config = tmp_path / "gatekeeper.toml"
+        config.write_text(source + "\n")
+    assert gatekeeper.load_settings(config).max_as_of_skew == expected
