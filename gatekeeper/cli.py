@@ -23,15 +23,18 @@ every failure case the printed decision is a deny and nothing is disclosed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gatekeeper
 from gatekeeper.config import load_settings
+from gatekeeper.decision import Decision
 from gatekeeper.errors import GatekeeperError, RequestError
 from gatekeeper.request import MAX_REQUEST_BYTES
 
@@ -58,24 +61,52 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def _native_output_to_stderr() -> Iterator[None]:
+    """While the pack compiles: rego-cpp prints its errors on file descriptor 1,
+    which is where ``decide`` prints the decision JSON; send them to stderr."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _cmd_decide(args: argparse.Namespace) -> int:
     raw = _read_request(args.request)
     try:
-        gk = gatekeeper.open(
-            data_dir=args.data_dir,
-            engine=args.engine,
-            opa_url=args.opa_url,
-            timezone=args.timezone,
-            policy_dir=args.policy_dir,
-            config=args.config,
-        )
-    except GatekeeperError:
+        with _native_output_to_stderr():
+            gk = gatekeeper.open(
+                data_dir=args.data_dir,
+                engine=args.engine,
+                opa_url=args.opa_url,
+                timezone=args.timezone,
+                policy_dir=args.policy_dir,
+                config=args.config,
+            )
+    except GatekeeperError as failure:
         # Nothing can be decided or audited; an invalid request is still exit 2.
         try:
-            gatekeeper.parse_request(raw)
+            request_id = gatekeeper.parse_request(raw).request_id
         except RequestError as exc:
             print(f"gatekeeper: invalid request: {exc}", file=sys.stderr)
             return 2
+        # Fail closed in the output too: a deny with the reason (not audited:
+        # the log could not be opened, or nothing could decide).
+        denied = Decision.fail_closed(
+            request_id=request_id,
+            reason=failure.reason or "gatekeeper_unavailable",
+            policy_revision="",
+            engine=args.engine or "",
+        )
+        _print_json(denied.to_dict())
         raise
     with gk:
         try:

@@ -144,3 +144,27 @@ def test_missing_file_exits_1(tmp_path: Path) -> None:
     result = run("decide", str(tmp_path / "nope.json"), data_dir=tmp_path)
     assert result.returncode == 1
     assert "cannot read" in result.stderr.decode()
+
+
+def test_a_pack_that_cannot_load_prints_a_deny_and_exits_1(tmp_path: Path) -> None:
+    """The README: on exit 1 the printed decision is a deny with a reason. A pack
+    rego-cpp cannot compile (a module copied beside itself): standard output
+    holds only that decision (rego-cpp's own messages go to stderr)."""
+    import shutil
+
+    pack = tmp_path / "policies"
+    shutil.copytree(REPO_ROOT / "policies", pack, ignore=shutil.ignore_patterns("*_test.rego"))
+    facts = pack / "gatekeeper" / "facts.rego"
+    (pack / "gatekeeper" / "facts_copy.rego").write_text(facts.read_text())
+    result = run(
+        "--policy-dir",
+        str(pack),
+        "decide",
+        str(EXAMPLES / "teacher-grades.json"),
+        data_dir=tmp_path / "data",
+    )
+    assert result.returncode == 1
+    decision = json.loads(result.stdout)  # nothing else on stdout
+    assert decision["decision"] == "deny" and decision["reason"] == "policy_error"
+    assert decision["allowed_fields"] == [] and decision["audit"] is None
+    assert b"cannot compile the pack" in result.stderr
