@@ -76,6 +76,9 @@ class AccessDenied(GatekeeperError):
 
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
+        #: For an invalid request (``decision.reason == "invalid_request"``): what
+        #: is wrong with it, the key path in ``error.path``.
+        self.error: RequestError | None = None
         rule = decision.rules[0] if decision.rules else decision.reason
         super().__init__(f"{decision.decision} ({rule}); decision {decision.decision_id}")
 
@@ -401,9 +404,14 @@ class Gatekeeper:
         """
         try:
             parsed = self.parse(request) if not isinstance(request, AccessRequest) else request
-        except RequestError:
+        except RequestError as error:
             # decide() writes the invalid request's deny entry to the audit log.
-            raise AccessDenied(self.decide(request)) from None
+            # The caller learns what to fix: ``error`` (its own request, in full);
+            # the message quotes no request value, as it may end up in a log.
+            invalid = AccessDenied(self.decide(request))
+            invalid.error = error
+            invalid.args = (f"{invalid.args[0]}: {error.loggable}",)
+            raise invalid from None
         decision = self.enforce(parsed)
         blocking = [o for o in decision.obligations if o in self.blocking_obligations]
         pending = [o for o in blocking if o not in _MET_BY_REDACTION]

@@ -222,3 +222,20 @@ def test_max_as_of_skew_settings(
         config = tmp_path / "gatekeeper.toml"
         config.write_text(source + "\n")
     assert gatekeeper.load_settings(config).max_as_of_skew == expected
+
+
+def test_access_with_an_invalid_request_says_what_to_fix(tmp_path: Path) -> None:
+    """gk.access refuses an invalid request (a deny entry is logged) and the
+    AccessDenied says which key is wrong: ``error`` in full for the caller, its
+    message without the request's values (it may be logged)."""
+    gk = gatekeeper.open(data_dir=tmp_path / "d")
+    bad = {"channel": "internal", "purpose": "educational", "fieldz": ["grades"]}
+    with pytest.raises(gatekeeper.AccessDenied) as denied, gk.access(bad):
+        pytest.fail("the block must not run")
+    assert denied.value.decision.reason == "invalid_request"
+    assert denied.value.decision.audit is not None
+    error = denied.value.error
+    assert isinstance(error, gatekeeper.RequestError) and error.path == "fieldz"
+    assert "did you mean 'fields'?" in str(error)
+    assert "fieldz: unknown key <value>" in str(denied.value)
+    gk.close()
