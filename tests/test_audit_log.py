@@ -404,6 +404,10 @@ def test_cli_audit_commands(tmp_path: Path) -> None:
     other = run_cli(tmp_path / "other", "audit", "vkey").stdout.strip()
     foreign = run_cli(tmp_path, "audit", "verify", "--vkey", other)
     assert foreign.returncode == 1 and "0/3 entries valid" in foreign.stdout, foreign
+    # The first line says what the many after it have in common.
+    assert foreign.stdout.splitlines()[0].startswith(
+        "log: none of the 3 checkpoints is signed by the given verifier key(s)"
+    ), foreign.stdout
     note = run_cli(tmp_path, "audit", "checkpoint").stdout
     from gatekeeper.audit.note import Verifier
 

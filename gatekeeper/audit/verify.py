@@ -328,6 +328,18 @@ def verify_log(
                 )
             )
     problems.sort(key=lambda p: -1 if p.index is None else p.index)
+    unsigned = sum("no verifiable signatures" in p.message for p in problems if p.index is None)
+    if vkeys is not None and checkpoints and unsigned >= len(checkpoints):
+        # One line that says what the many below have in common.
+        problems.insert(
+            0,
+            Problem(
+                None,
+                f"none of the {len(checkpoints)} checkpoints is signed by the given "
+                "verifier key(s): a key of another log, or not this log's key? "
+                "(this log's own key: `gatekeeper audit vkey`)",
+            ),
+        )
     return report
 
 
