@@ -519,6 +519,31 @@ def _append_copy(log: AuditLog, template: dict[str, Any], stamp: str, n: int) ->
     log.append(canonical(value))
 
 
+def test_a_period_outside_the_log_says_so(tmp_path: Path) -> None:
+    """A zero counted for days the log does not cover is not a measured zero:
+    the report names the log's first and last day when the period reaches
+    beyond them."""
+    ice = next(c["request"] for c in CASES if c["id"] == "A04")
+    build_log(tmp_path, [ice])
+    with AuditLog.open_sqlite(tmp_path) as log:
+        (first,) = log.store.read_entries(0, 1)
+        template = json.loads(first.data)
+        _append_copy(log, template, "2026-03-10T18:00:00.000000Z", 1)
+        _append_copy(log, template, "2026-03-20T18:00:00.000000Z", 2)
+        snapshot = Snapshot.take(log)
+        before = enforcement_report(snapshot, period=Period.parse("2025-01-01", "2025-12-31"))
+        inside = enforcement_report(snapshot, period=Period.parse("2026-03-10", "2026-03-31"))
+    assert before.summary["received"] == 0
+    assert before.provenance.first_day == dt.date(2026, 3, 10)
+    assert any("first entry is of 2026-03-10" in n for n in before.notes), before.notes
+    today = dt.datetime.now(ZoneInfo("America/Los_Angeles")).date()
+    assert inside.provenance.last_day == today  # the decided request: logged today
+    assert not any("first entry" in n for n in inside.notes), inside.notes
+    assert not any("last entry" in n for n in inside.notes), inside.notes
+    html = render(before, "html").decode()
+    assert "first entry is of 2026-03-10" in html
+
+
 def test_months_periods_and_time_zone(tmp_path: Path) -> None:
     ice = next(c["request"] for c in CASES if c["id"] == "A04")
     build_log(tmp_path, [ice])

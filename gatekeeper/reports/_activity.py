@@ -307,7 +307,7 @@ class ActivityAggregator:
             summary=summary,
             tables=tables,
             charts=charts,
-            notes=notes,
+            notes=[*provenance.coverage_notes(self.period), *notes],
             generated_at=now,
         )
 

@@ -237,7 +237,7 @@ class DisclosureAggregator:
                 "bulk_unattributed": self.bulk_unattributed,
             },
             tables=[table],
-            notes=notes,
+            notes=[*provenance.coverage_notes(self.period), *notes],
             staff_notes=staff,
             subject=self.student_id,
             generated_at=generated_at or datetime.now(UTC),

@@ -283,7 +283,7 @@ class EnforcementAggregator:
             summary={**figures, "statement": sentence},
             tables=tables,
             charts=[chart],
-            notes=notes,
+            notes=[*provenance.coverage_notes(self.period), *notes],
             generated_at=generated_at or datetime.now(UTC),
         )
 

@@ -133,6 +133,28 @@ class Provenance:
     problems: tuple[str, ...] = ()
     entries_match: bool = True
     verified_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: The days (district zone) of the first and the last entry up to the
+    #: checkpoint, as the report's scan read them (None: no dated entry).
+    first_day: date | None = None
+    last_day: date | None = None
+
+    def coverage_notes(self, period: Period) -> list[str]:
+        """What the log can say about ``period``: a zero counted outside the
+        days the log covers is not a measured zero."""
+        if self.first_day is None or self.last_day is None:
+            return ["The log holds no dated entry up to this checkpoint: nothing could be counted."]
+        notes = []
+        if period.start is None or period.start < self.first_day:
+            notes.append(
+                f"The log's first entry is of {self.first_day}: nothing before that day is "
+                "in it, so nothing before it is counted here."
+            )
+        if period.end is None or period.end > self.last_day:
+            notes.append(
+                f"The checkpoint's last entry is of {self.last_day}: what was logged after "
+                "it is not counted here (a later checkpoint would include it)."
+            )
+        return notes
 
     @classmethod
     def of(cls, checkpoint: Checkpoint, note: str, report: VerifyReport) -> Provenance:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gatekeeper.audit import merkle
@@ -48,6 +48,8 @@ class ScanResult:
     entries: int
     unreadable: int
     root: bytes
+    first: date | None = None
+    last: date | None = None
 
     def matches(self, provenance: Provenance) -> bool:
         return self.entries == provenance.size and self.root == provenance.root
@@ -112,6 +114,7 @@ class Snapshot:
         frontier = merkle.Frontier()
         unreadable = 0
         expected = 0
+        days: list[date] = []  # the first and the last dated entry's day
         try:
             for start in range(0, size, CHUNK):
                 for stored in self.store.read_entries(start, min(size, start + CHUNK)):
@@ -128,11 +131,18 @@ class Snapshot:
                         unreadable += 1
                         continue
                     moment = local_moment(value.get("timestamp"), zone)
+                    if moment is not None:
+                        day = moment.date()
+                        if not days:
+                            days = [day, day]
+                        else:
+                            days = [min(days[0], day), max(days[1], day)]
                     for target in targets:
                         target.add(stored.index, value, moment)
         except GatekeeperError as exc:
             raise ReportError(f"cannot read the audit log: {exc}") from exc
-        return ScanResult(frontier.count, unreadable, frontier.root())
+        first, last = days if days else (None, None)
+        return ScanResult(frontier.count, unreadable, frontier.root(), first, last)
 
     def checked(self, result: ScanResult) -> Provenance:
         """The provenance, with the outcome of a scan's re-hash."""
@@ -146,4 +156,10 @@ class Snapshot:
             )
         if result.unreadable:
             problems = (*problems, f"{result.unreadable} entries are not JSON objects")
-        return replace(self.provenance, entries_match=matches, problems=problems)
+        return replace(
+            self.provenance,
+            entries_match=matches,
+            problems=problems,
+            first_day=result.first,
+            last_day=result.last,
+        )
