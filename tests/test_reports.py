@@ -393,6 +393,20 @@ def test_a_release_that_cannot_be_logged_releases_nothing(tmp_path: Path) -> Non
         assert gk.release(decision_id).decision.permitted  # once the log is writable
 
 
+def test_a_student_id_no_entry_names_gets_a_staff_note(built: Built) -> None:
+    with AuditLog.open_sqlite(built.data_dir) as log:
+        snapshot = Snapshot.take(log)
+        typo = disclosure_record(snapshot, "s010")  # ids are matched exactly
+    assert typo.summary["entries"] == 0
+    assert any("No decision in the log names the student id 's010'" in n for n in typo.staff_notes)
+    assert "s010'" not in render(typo, "html").decode().split('class="staff-only"')[0]
+    # A student the log names, with nothing for the record: no such note.
+    quiet = [s for s in STUDENTS if not built.records[s].table("record").rows]
+    assert quiet, "a student with no recorded request"
+    for student in quiet:
+        assert not any("No decision" in n for n in built.records[student].staff_notes), student
+
+
 def test_record_leaves_out_bulk_and_any_sealed_entry(tmp_path: Path) -> None:
     lapd = next(c["request"] for c in CASES if c["id"] == "A30")  # GEN-01 deny, LOG_9932
     build_log(tmp_path, [lapd])

@@ -101,6 +101,8 @@ class DisclosureAggregator:
         self.released: dict[str, str] = {}
         self.bulk_unattributed = 0
         self.emergencies = 0
+        #: Whether any entry of the log names this student (record or not).
+        self.named = False
 
     def add(self, index: int, entry: Mapping[str, Any], moment: datetime | None) -> None:
         if entry.get("kind") == "release" and moment is not None:
@@ -110,12 +112,14 @@ class DisclosureAggregator:
             return
         if entry.get("kind") != "decision" or moment is None:
             return
+        student = sub(entry, "student")
+        if student and text(student.get("id")) == self.student_id:
+            self.named = True
         codes = set(obligations(entry))
         if SEALED in codes or not (codes & RECORD_CODES):
             return
         if not self.period.contains(moment.date()):
             return
-        student = sub(entry, "student")
         if not student:
             if sub(entry, "bulk"):
                 self.bulk_unattributed += 1
@@ -209,6 +213,12 @@ class DisclosureAggregator:
             "records left, and its line lists none.",
         ]
         staff = []
+        if not self.named:
+            staff.append(
+                f"No decision in the log names the student id {self.student_id!r} (ids are "
+                "matched exactly, letter case included): check the id against the SIS before "
+                "handing over an empty record."
+            )
         if self.bulk_unattributed:
             staff.append(
                 f"{self.bulk_unattributed} roster-wide (bulk) requests in this period carry a "
