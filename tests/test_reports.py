@@ -42,7 +42,7 @@ from gatekeeper.reports import (
 )
 from gatekeeper.reports._render import _csv_safe
 from tests.chromium import browse, screenshot_is_a_page
-from tests.conftest import REPO_ROOT
+from tests.conftest import POLICIES_DIR, REPO_ROOT
 
 CASES = [
     json.loads(line)
@@ -801,3 +801,24 @@ def test_plotting_and_templates_load_only_for_html() -> None:
         [sys.executable, "-c", code], capture_output=True, env=env, timeout=60, check=True
     )
     assert done.stdout.decode().strip() == "[]"
+
+
+def test_every_rule_and_purpose_has_words() -> None:
+    """No report line shows a bare rule id or purpose code (the TrackLink line
+    read "Basis IMM-14 (IMM-14)")."""
+    from gatekeeper.reports._fields import LABELS
+
+    rule_ids = [
+        line.strip()
+        for line in (POLICIES_DIR / "rule_ids.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert len(rule_ids) > 50
+    purposes = (
+        "educational parent_access enrollment_transfer court_proceeding criminal_investigation "
+        "immigration_enforcement welfare_check emergency child_welfare_investigation news "
+        "recruiting admission employment treatment post_release_services sevis_compliance "
+        "legal_representation unspecified"
+    ).split()  # CONTRACT.md's well-known purpose codes
+    missing = [code for code in (*rule_ids, *purposes) if not LABELS.get(code)]
+    assert missing == []
