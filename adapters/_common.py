@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gatekeeper._logging import get_logger
+from gatekeeper._logging import get_logger, raised_at
 from gatekeeper.decision import Decision
 from gatekeeper.errors import RequestError
 from gatekeeper.guard import AccessDenied, Gatekeeper, Grant, ReleaseHeld, RequestInput
@@ -155,8 +155,9 @@ def decide(gatekeeper: Gatekeeper, request: RequestInput, redactor: Redactor | N
 
 def builder_failed(exc: BaseException) -> Verdict:
     """The application's request builder raised: refuse, and say so in the log only."""
-    # The type only: an application's message may quote record values.
-    _log.error("adapter_request_builder_failed", error=type(exc).__name__)
+    # The type and where it was raised, not the message: an application's
+    # message may quote record values.
+    _log.error("adapter_request_builder_failed", error=raised_at(exc))
     return Verdict(
         500,
         body={

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["get_logger"]
+__all__ = ["get_logger", "raised_at"]
 
 
 def get_logger(name: str = "gatekeeper") -> Any:
@@ -30,3 +30,16 @@ def get_logger(name: str = "gatekeeper") -> Any:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def raised_at(exc: BaseException) -> str:
+    """``TypeName at file.py:line`` of the innermost frame of ``exc``: where an
+    error came from, for the operational log, without its message (which may
+    quote record values)."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return type(exc).__name__
+    code = frame.tb_frame.f_code
+    return f"{type(exc).__name__} at {code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gatekeeper._clock import ClockGuard
-from gatekeeper._logging import get_logger
+from gatekeeper._logging import get_logger, raised_at
 from gatekeeper.decision import BLOCKING_OBLIGATIONS, Decision
 from gatekeeper.engines.base import PolicyEngine
 from gatekeeper.errors import GatekeeperError, RequestError
@@ -121,17 +121,6 @@ class Grant:
 
 
 _P = ParamSpec("_P")
-
-
-def _where(exc: BaseException) -> str:
-    """``TypeName at module.py:line`` of the innermost frame of ``exc``."""
-    frame = exc.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    if frame is None:
-        return type(exc).__name__
-    code = frame.tb_frame.f_code
-    return f"{type(exc).__name__} at {code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"
 
 
 def _request_id_of(request: RequestInput) -> str | None:
@@ -306,7 +295,7 @@ class Gatekeeper:
                 reason="internal_error",
                 # The type and where it was raised, not its message: an
                 # exception's text can carry the values it was handed.
-                error=_where(exc),
+                error=raised_at(exc),
                 engine=self.engine.name,
                 request_id=parsed.request_id,
             )

@@ -5,6 +5,8 @@ Real decisions: the embedded engine and a SQLite audit log in tmp_path.
 
 from __future__ import annotations
 
+import logging
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,12 +224,18 @@ def test_starlette_view_exception_shows_no_debug_page(gk: Gatekeeper) -> None:
     assert_no_record_data(response.content)
 
 
-def test_starlette_builder_failures_and_unguarded_routes(gk: Gatekeeper) -> None:
+def test_starlette_builder_failures_and_unguarded_routes(
+    gk: Gatekeeper, caplog: pytest.LogCaptureFixture
+) -> None:
     calls: list[str] = []
     client = TestClient(starlette_app(gk, calls))
+    caplog.set_level(logging.ERROR, logger="gatekeeper")
     response = client.get("/students/S001", headers={"X-User": "broken"})
     assert response.status_code == 500
     assert response.json()["error"] == "request_builder_failed"
+    # The log says where the builder failed (type, file, line), not its message.
+    (line,) = [r.getMessage() for r in caplog.records if "builder_failed" in r.getMessage()]
+    assert re.search(r'"error": "\w+ at \w+\.py:\d+"', line), line
     response = client.get("/students/S001", headers={"X-User": "invalid"})
     assert response.status_code == 500
     assert response.json()["error"] == "invalid_access_request"
