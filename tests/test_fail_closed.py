@@ -246,6 +246,37 @@ def test_a_forbidden_builtin_after_a_hash_in_a_string_is_refused(tmp_path: Path,
         load_pack(pack_dir)
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # OPA 1.x interpolates template strings: the call inside is code
+        ('\tx := $"{time.now_ns()}"\n', r"a template string \(gatekeeper/process\.rego:\d+\)"),
+        ('\tx := $`{sprintf("%d", [1])}`\n', r"a template string"),
+        # a built-in put in place of a function
+        ('\tv := g("%d", [5]) with g as sprintf\n', r"sprintf \(gatekeeper/process\.rego:\d+\)"),
+    ],
+    ids=["template-string", "raw-template-string", "with-as-builtin"],
+)
+def test_calls_hidden_in_templates_or_with_are_refused(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    pack_dir = mutated_pack(
+        tmp_path, "in_date if {\n", "in_date if {\n" + line, "gatekeeper/process.rego"
+    )
+    with pytest.raises(PolicyError, match=message):
+        load_pack(pack_dir)
+
+
+def test_with_replacing_data_or_input_is_not_a_call(tmp_path: Path) -> None:
+    pack_dir = mutated_pack(
+        tmp_path,
+        "in_date if {\n",
+        'in_date if {\n\ty := 1 with input as {"a": 1}\n\tz := 2 with data.catalog.x as y\n',
+        file="gatekeeper/process.rego",
+    )
+    load_pack(pack_dir)  # no error
+
+
 def test_builtins_in_strings_and_comments_are_not_calls(tmp_path: Path) -> None:
     pack_dir = mutated_pack(
         tmp_path,
@@ -380,7 +411,7 @@ def test_embedded_engine_keeps_few_evaluations_past_their_deadline(tmp_path: Pat
     def workers() -> list[threading.Thread]:
         return [t for t in regopy_workers() if t not in others]
 
-    engine = EmbeddedEngine(load_pack(runaway_pack(tmp_path)), timeout=0.1)
+    engine = EmbeddedEngine(load_pack(runaway_pack(tmp_path)), timeout=0.1, max_workers=2)
     runaway = parse_request(runaway_request()).to_policy_input()
     normal = parse_request(WARRANT).to_policy_input()
     try:
@@ -399,10 +430,14 @@ def test_embedded_engine_keeps_few_evaluations_past_their_deadline(tmp_path: Pat
         # evaluations share the two cores with this thread meanwhile).
         assert time.perf_counter() - started < 0.5
         assert len(workers()) == MAX_OVERDUE
-        # Once they end, the same workers decide again.
+        # Once they end, two of the same workers decide again (max_workers wait
+        # idle; the others stop).
         wait_for_overdue_to_end(engine)
         assert engine.evaluate(normal)["decision"] == "permit"
-        assert len(workers()) == MAX_OVERDUE
+        give_up = time.monotonic() + 5
+        while len(workers()) > 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+        assert len(workers()) == 2
     finally:
         engine.close()
     give_up = time.monotonic() + 5

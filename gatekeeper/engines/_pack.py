@@ -44,6 +44,11 @@ _FUNC_DEF_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*\([^)]*\)\s*(?::=|=|if\b|\{)", 
 _STRING_OR_COMMENT_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`|#[^\n]*')
 
 
+#: ``with <target> as <value>``: the value may name a function (a built-in put
+#: in place of another), which is a call the call pattern does not see.
+_WITH_AS_RE = re.compile(r"\bwith\s+\S+\s+as\s+([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\b(?!\s*[\[{(])")
+
+
 def _code_only(source: str) -> str:
     """``source`` with comments removed and every string literal emptied (``""``),
     its line breaks kept, so line numbers still point into the module."""
@@ -55,6 +60,17 @@ def _code_only(source: str) -> str:
         return '""' + "\n" * token.count("\n")
 
     return _STRING_OR_COMMENT_RE.sub(blank, source)
+
+
+def _template_string_lines(source: str) -> list[int]:
+    """Lines of the template strings (``$"…{expr}…"``, ``$`…{expr}…```): their
+    ``{…}`` parts are code this check would read as text, and rego-cpp does
+    not read them at all."""
+    return [
+        source.count("\n", 0, m.start()) + 1
+        for m in _STRING_OR_COMMENT_RE.finditer(source)
+        if not m.group(0).startswith("#") and m.start() > 0 and source[m.start() - 1] == "$"
+    ]
 
 
 #: Built-ins whose behaviour differs between rego-cpp and OPA, or which do not
@@ -137,6 +153,11 @@ class PolicyPack:
             for match in _CALL_RE.finditer(text):
                 line = text.count("\n", 0, match.start()) + 1
                 called.setdefault(match.group(1), f"{rel}:{line}")
+            for match in _WITH_AS_RE.finditer(text):
+                name = match.group(1)
+                if _forbidden(name):  # a value there may be a local name, not a call
+                    line = text.count("\n", 0, match.start()) + 1
+                    called.setdefault(name, f"{rel}:{line}")
         return {
             name: where
             for name, where in called.items()
@@ -151,13 +172,23 @@ class PolicyPack:
         would otherwise evaluate it to *undefined* instead of failing.
         """
         problems: list[str] = []
+        for rel in sorted(self.modules):
+            for line in _template_string_lines(self.modules[rel]):
+                problems.append(
+                    f"a template string ({rel}:{line}): rego-cpp does not read it, and "
+                    "what it interpolates escapes this check (build the text with concat)"
+                )
         for name, where in sorted(self.builtin_call_sites().items()):
-            if any(name == p.rstrip(".") or name.startswith(p) for p in FORBIDDEN_BUILTIN_PREFIXES):
+            if _forbidden(name):
                 problems.append(f"{name} ({where}): differs between rego-cpp and OPA, not allowed")
             elif is_builtin is not None and not is_builtin(name):
                 problems.append(f"{name} ({where}): not a built-in of the embedded engine")
         if problems:
             raise PolicyError("policy pack uses unsupported built-ins: " + "; ".join(problems))
+
+
+def _forbidden(name: str) -> bool:
+    return any(name == p.rstrip(".") or name.startswith(p) for p in FORBIDDEN_BUILTIN_PREFIXES)
 
 
 def _merge(target: dict[str, Any], path: tuple[str, ...], value: Any, where: Path) -> None:
