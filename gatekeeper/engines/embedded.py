@@ -102,7 +102,7 @@ class _Job:
     the pool's lock, so a caller that gives up and a worker that finishes
     agree on which happened first."""
 
-    __slots__ = ("done", "error", "input_text", "output", "overdue", "queued")
+    __slots__ = ("done", "error", "generation", "input_text", "output", "overdue", "queued")
 
     def __init__(self, input_text: str) -> None:
         self.input_text = input_text
@@ -112,6 +112,8 @@ class _Job:
         self.overdue = False
         #: Waiting in the pool's queue for a free worker (not running yet).
         self.queued = False
+        #: The pool generation of the worker it was handed to.
+        self.generation = -1
 
 
 class _Worker:
@@ -177,7 +179,15 @@ class _Worker:
 
 class _Pool:
     """The workers of one engine. It holds no reference to the engine, so an
-    engine nobody closes is still collected, and its workers stopped then."""
+    engine nobody closes is still collected, and its workers stopped then.
+
+    Under ``lock``: ``busy`` counts the workers of the current generation that
+    hold a job; ``overdue_now`` those of them whose job is past its deadline.
+    ``busy - overdue_now`` (the workers within a deadline) never exceeds
+    ``max_workers``: a job beyond that waits in ``queue``. ``overdue`` counts
+    every evaluation past its deadline, older generations included (the
+    ``MAX_OVERDUE`` refusal: threads and cores still taken). At most
+    ``max_workers`` workers wait idle; more are stopped."""
 
     def __init__(self, pack: PolicyPack, max_workers: int) -> None:
         self.pack = pack
@@ -188,9 +198,8 @@ class _Pool:
         self.idle: list[_Worker] = []
         #: Jobs waiting for a free worker, oldest first.
         self.queue: collections.deque[_Job] = collections.deque()
-        #: Workers of this generation with a job (compiling, evaluating, or
-        #: evaluating past the job's deadline).
         self.busy = 0
+        self.overdue_now = 0
         #: Evaluations still running past their deadline (or still compiling then).
         self.overdue = 0
         #: Bumped by ``close``: workers of an older generation stop when done.
@@ -205,6 +214,7 @@ class _Pool:
         self.idle = []
         self.queue = collections.deque()
         self.busy = 0
+        self.overdue_now = 0
         self.overdue = 0
         self.generation += 1
 
@@ -227,12 +237,15 @@ class _Pool:
             raise EngineError(f"{type(failure).__name__}: {failure}")
         return worker
 
+    def _full(self) -> bool:
+        return self.busy - self.overdue_now >= self.max_workers
+
     def dispatch(self, job: _Job) -> None:
-        """Hand ``job`` to an idle worker; else to a new one that compiles the pack
-        first (within the job's deadline) while fewer than ``max_workers`` work
-        within their deadline; else queue it for the first worker to finish.
-        Refused at once while ``MAX_OVERDUE`` evaluations are running past
-        their deadline."""
+        """Hand ``job`` to an idle worker, or to a new one that compiles the pack
+        first (within the job's deadline), while fewer than ``max_workers``
+        work within their deadline; else queue it for the first worker to
+        free up. Refused at once while ``MAX_OVERDUE`` evaluations are running
+        past their deadline."""
         with self.lock:
             if self.overdue >= MAX_OVERDUE:
                 raise EngineError(
@@ -240,20 +253,20 @@ class _Pool:
                     "past their deadline",
                     reason="engine_timeout",
                 )
-            if self.idle:
-                self.busy += 1
-                self.idle.pop().submit(job)
-                return
-            if self.busy - self.overdue >= self.max_workers:
+            if self._full():
                 job.queued = True
                 self.queue.append(job)
                 return
             self.busy += 1
+            job.generation = self.generation
+            if self.idle:
+                self.idle.pop().submit(job)
+                return
             worker = _Worker(self, self.pack, self.generation)
             worker.submit(job)
         try:
             worker.begin()
-        except BaseException:
+        except EngineError:  # the thread did not start: nobody will answer the job
             with self.lock:
                 if worker.generation == self.generation:
                     self.busy -= 1
@@ -272,19 +285,24 @@ class _Pool:
                 return True
             job.overdue = True
             self.overdue += 1
-            # One fewer worker within its deadline: a queued job may have a new one.
-            self._start_for_queue()
+            if job.generation == self.generation:
+                self.overdue_now += 1
+                # One fewer worker within its deadline: a queued job may start.
+                self._start_for_queue()
             return True
 
     def _start_for_queue(self) -> None:
-        """Under the lock: a new worker for the oldest queued job, if the cap allows."""
-        if not self.queue or self.busy - self.overdue >= self.max_workers:
-            return
-        if self.overdue >= MAX_OVERDUE:
+        """Under the lock: the oldest queued job to an idle or a new worker, if
+        the cap allows."""
+        if not self.queue or self._full() or self.overdue >= MAX_OVERDUE:
             return
         job = self.queue.popleft()
         job.queued = False
+        job.generation = self.generation
         self.busy += 1
+        if self.idle:
+            self.idle.pop().submit(job)
+            return
         worker = _Worker(self, self.pack, self.generation)
         worker.submit(job)
         try:
@@ -296,24 +314,32 @@ class _Pool:
 
     def finished(self, worker: _Worker, job: _Job, *, reuse: bool = True) -> None:
         """``job`` ended: its answer goes to its caller (if still waiting); the
-        worker takes the oldest queued job, or goes back to the idle ones (or
-        away, if the engine was closed or it cannot evaluate)."""
+        worker takes the oldest queued job if the cap allows, or waits idle
+        (or stops: the engine was closed, enough wait idle, or it cannot
+        evaluate)."""
         with self.lock:
             job.done.set()
+            current = worker.generation == self.generation
             if job.overdue:
                 self.overdue -= 1
-            current = worker.generation == self.generation
-            if current and reuse and self.queue:
-                following = self.queue.popleft()
-                following.queued = False
-                worker.submit(following)
-                return
+                if current and job.generation == self.generation:
+                    self.overdue_now -= 1
             if current:
                 self.busy -= 1
-            if not reuse:
-                return
-            if current:
-                self.idle.append(worker)
+            if current and reuse:
+                if self.queue and not self._full():
+                    following = self.queue.popleft()
+                    following.queued = False
+                    following.generation = self.generation
+                    self.busy += 1
+                    worker.submit(following)
+                    return
+                if len(self.idle) < self.max_workers:
+                    self.idle.append(worker)
+                    return
+            elif current:
+                # A worker that cannot evaluate leaves its slot to a new one.
+                self._start_for_queue()
                 return
         worker.stop()
 
@@ -321,6 +347,7 @@ class _Pool:
         with self.lock:
             self.generation += 1
             self.busy = 0
+            self.overdue_now = 0
             idle, self.idle = self.idle, []
             waiting, self.queue = list(self.queue), collections.deque()
             for job in waiting:
