@@ -26,12 +26,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+# The public cases are scenarios of their own day (as_of 2026-04-02): replayed
+# as such, without the live as_of check (max_as_of_skew; subprocesses inherit it).
+os.environ.setdefault("GATEKEEPER_MAX_AS_OF_SKEW", "off")
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

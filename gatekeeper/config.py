@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,33 @@ def default_policy_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "policies"
+
+
+#: Seconds a request's ``as_of`` may be from the current time, by default.
+MAX_AS_OF_SKEW = 300.0
+
+
+def default_max_as_of_skew() -> float | None:
+    """``$GATEKEEPER_MAX_AS_OF_SKEW`` ("off" or "false": no check; seconds), else
+    :data:`MAX_AS_OF_SKEW`: the default of :class:`Settings` and of
+    :class:`~gatekeeper.Gatekeeper` alike."""
+    value = os.environ.get("GATEKEEPER_MAX_AS_OF_SKEW", "").strip()
+    if not value:
+        return MAX_AS_OF_SKEW
+    if value.lower() in {"off", "false"}:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise GatekeeperError(
+            "GATEKEEPER_MAX_AS_OF_SKEW must be a number of seconds, or off", reason="config"
+        ) from exc
+    if not 0 < seconds <= 31_622_400:
+        raise GatekeeperError(
+            "GATEKEEPER_MAX_AS_OF_SKEW must be between 0 and 31622400 seconds, or off",
+            reason="config",
+        )
+    return seconds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +110,8 @@ class Settings:
     #: a caller may not decide "as of" another day, which would revive an
     #: expired warrant or subpoena. ``false`` (None) turns the check off, for
     #: replaying past scenarios (the public cases, the examples) only.
-    max_as_of_skew: float | None = 300.0
+    #: Default: :func:`default_max_as_of_skew`.
+    max_as_of_skew: float | None = field(default_factory=lambda: default_max_as_of_skew())
     #: The log's origin (C2SP); default: generated once per data directory.
     origin: str | None = None
     #: A configured signing key (PEM); default: generated in <data_dir>/keys.

@@ -44,17 +44,15 @@ import gatekeeper
 from gatekeeper.config import Settings, load_settings
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.guard import AccessDenied, ReleaseHeld
-from gatekeeper.request import DEFAULT_TIMEZONE
 
 __all__ = ["Outcome", "run_demo"]
 
 # The demo SIS's own credential (the demo proxy config's upstream token), public on purpose.
 SIS_TOKEN = "demo-sis-token"  # noqa: S105
 TEACHER_CLASS = "cls-01-01-home-1"  # Ms. Rivera's homeroom in the demo proxy config
-#: The public cases' day; their documents' dates fit it. The demo moves each
-#: case to today (documents by as many days) instead of deciding "as of" that
+#: The demo moves each case to today (its documents by as many days as lie
+#: between the case's own as_of and today) instead of deciding "as of" that
 #: day: a live gatekeeper refuses a backdated as_of (max_as_of_skew).
-CASES_DAY = date(2026, 4, 2)
 _BASIS_DATES = ("issued", "execute_by", "return_date")
 _CONSENT_DATES = ("dated", "revoked_on")
 
@@ -121,12 +119,12 @@ def _cases() -> dict[str, dict[str, Any]]:
 
 
 def _front_office_request(
-    case: Mapping[str, Any], student: Mapping[str, Any], request_id: str
+    case: Mapping[str, Any], student: Mapping[str, Any], request_id: str, zone: ZoneInfo
 ) -> dict[str, Any]:
     """A public case's request, about a demo SIS student instead of the case's."""
     request = copy.deepcopy(dict(case["request"]))
     request["request_id"] = request_id
-    _move_to_today(request)
+    _move_to_today(request, zone)
     subject = request["student"]
     subject["id"] = student["sourcedId"]
     if "name" in subject:
@@ -141,13 +139,16 @@ def _front_office_request(
     return request
 
 
-def _move_to_today(request: dict[str, Any]) -> None:
+def _move_to_today(request: dict[str, Any], zone: ZoneInfo) -> None:
     """Decide the case now: ``as_of`` left out (the gatekeeper's clock), and the
-    dates of its legal document and consent moved by the days since the
-    cases' day, so a warrant valid then is valid now, an expired one still
-    expired."""
-    request.pop("as_of", None)
-    shift = datetime.now(ZoneInfo(DEFAULT_TIMEZONE)).date() - CASES_DAY
+    dates of its legal document and consent moved by the days from the case's
+    own as_of (its calendar day in ``zone``, the district's) to today, so a
+    warrant valid then is valid now, an expired one still expired."""
+    as_of = request.pop("as_of", None)
+    if not isinstance(as_of, str):
+        return  # already decided as of now: nothing to move
+    day = datetime.fromisoformat(as_of).astimezone(zone).date()
+    shift = datetime.now(zone).date() - day
     for part, keys in (("legal_basis", _BASIS_DATES), ("consent", _CONSENT_DATES)):
         section = request.get(part)
         if not isinstance(section, dict):
@@ -410,6 +411,7 @@ def _replay_front_office(
 ) -> None:
     redactor = config.mapping.redactor("user")
     sid = student["sourcedId"]
+    zone = ZoneInfo(gk.timezone)  # the district's calendar, as the gatekeeper's
 
     def lookup() -> dict[str, Any]:
         response = district_sis.get(f"/students/{sid}")
@@ -418,7 +420,7 @@ def _replay_front_office(
         return record
 
     def visit(who: str, case_id: str, request_id: str) -> Outcome:
-        request = _front_office_request(cases[case_id], student, request_id)
+        request = _front_office_request(cases[case_id], student, request_id, zone)
         outcome = Outcome(
             len(outcomes) + 1, who, "front office", case_id, "", [], "", None, "nothing"
         )

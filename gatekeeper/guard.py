@@ -28,6 +28,7 @@ re-reads the decision's signed entry and its outbox rows and returns a
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,6 +68,15 @@ DEFAULT_CLOCK_SETTLE = 600.0
 RequestInput = AccessRequest | Mapping[str, Any] | str | bytes
 
 _log = get_logger("gatekeeper.guard")
+
+
+class _Default(enum.Enum):
+    """A keyword left to its documented default (read when the Gatekeeper is made)."""
+
+    TOKEN = 0
+
+
+_DEFAULT = _Default.TOKEN
 
 
 class AccessDenied(GatekeeperError):
@@ -145,7 +155,7 @@ class Gatekeeper:
         audit: AuditLog | None = None,
         timezone: str = DEFAULT_TIMEZONE,
         allow_unaudited: bool = False,
-        max_as_of_skew: float | None = None,
+        max_as_of_skew: float | _Default | None = _DEFAULT,
         blocking_obligations: Iterable[str] | None = None,
         release_max_age: float | None = DEFAULT_RELEASE_MAX_AGE,
         clock_tolerance: float | None = DEFAULT_CLOCK_TOLERANCE,
@@ -164,7 +174,11 @@ class Gatekeeper:
         #: When set, a live request whose ``as_of`` is further than this many
         #: seconds from now is invalid: a backdated request cannot revive a
         #: revoked consent or an expired warrant. (Replays do not use decide.)
-        self.max_as_of_skew = max_as_of_skew
+        if isinstance(max_as_of_skew, _Default):
+            from gatekeeper.config import default_max_as_of_skew
+
+            max_as_of_skew = default_max_as_of_skew()
+        self.max_as_of_skew: float | None = max_as_of_skew
         self.timezone = timezone
         if blocking_obligations is None:
             pack = getattr(engine, "pack", None)

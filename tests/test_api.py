@@ -239,3 +239,29 @@ def test_access_with_an_invalid_request_says_what_to_fix(tmp_path: Path) -> None
     assert "did you mean 'fields'?" in str(error)
     assert "fieldz: unknown key <value>" in str(denied.value)
     gk.close()
+
+
+def test_a_gatekeeper_made_directly_refuses_a_backdated_as_of_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gatekeeper(...) has the same default as gatekeeper.open (300 s, or the
+    environment's): before, only the settings had it, and a Gatekeeper built
+    by hand (as the shadow-mode docs show) permitted the backdated warrant."""
+    from gatekeeper import Gatekeeper
+    from gatekeeper.engines import EmbeddedEngine, load_pack
+    from tests.conftest import POLICIES_DIR
+
+    monkeypatch.delenv("GATEKEEPER_MAX_AS_OF_SKEW", raising=False)
+    engine = EmbeddedEngine(load_pack(POLICIES_DIR))
+    warrant = next(c["request"] for c in CASES if c["id"] == "A10")  # as_of 2026-04-02
+    gk = Gatekeeper(engine=engine, allow_unaudited=True)
+    assert gk.max_as_of_skew == 300.0
+    assert gk.decide(warrant).reason == "invalid_request"
+    replay = Gatekeeper(engine=engine, allow_unaudited=True, max_as_of_skew=None)
+    assert replay.decide(warrant).decision == "permit"  # a past scenario, on purpose
+    monkeypatch.setenv("GATEKEEPER_MAX_AS_OF_SKEW", "off")
+    assert Gatekeeper(engine=engine, allow_unaudited=True).max_as_of_skew is None
+    monkeypatch.setenv("GATEKEEPER_MAX_AS_OF_SKEW", "-5")
+    with pytest.raises(gatekeeper.GatekeeperError, match="GATEKEEPER_MAX_AS_OF_SKEW"):
+        Gatekeeper(engine=engine, allow_unaudited=True)
+    engine.close()
