@@ -317,7 +317,10 @@ class Gatekeeper:
         final = self._audited(
             decision,
             lambda: decision_entry(
-                decision, parsed, policy_input if self.keep_policy_input else None
+                decision,
+                parsed,
+                policy_input if self.keep_policy_input else None,
+                held_for=self._held_for(decision, parsed),
             ),
             obligations=lambda: self._outbox_rows(decision, parsed),
         )
@@ -416,6 +419,15 @@ class Gatekeeper:
             invalid.args = (f"{invalid.args[0]}: {error.loggable}",)
             raise invalid from None
         decision = self.enforce(parsed)
+        pending = self._held_for(decision, parsed)
+        if pending:
+            raise ReleaseHeld(decision, pending=pending)
+        yield Grant(decision, redactor or Redactor())
+
+    def _held_for(self, decision: Decision, parsed: AccessRequest) -> list[str]:
+        """The obligations that hold a permit's release until acknowledged."""
+        if not decision.permitted:
+            return []
         blocking = [o for o in decision.obligations if o in self.blocking_obligations]
         pending = [o for o in blocking if o not in _MET_BY_REDACTION]
         if parsed.bulk is not None and "REDACT_OUT_OF_SCOPE" in decision.obligations:
@@ -423,9 +435,7 @@ class Gatekeeper:
             # (per-student opt-outs, homeless flags): the caller's SIS must
             # scope the rows, so the guard does not release bulk results.
             pending.append("REDACT_OUT_OF_SCOPE")
-        if pending:
-            raise ReleaseHeld(decision, pending=pending)
-        yield Grant(decision, redactor or Redactor())
+        return pending
 
     @property
     def obligations(self) -> Obligations:

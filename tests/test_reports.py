@@ -364,6 +364,51 @@ def test_a_held_permit_is_a_disclosure_from_its_release(tmp_path: Path) -> None:
     assert (after.summary["disclosed"], after.summary["held"]) == (1, 0)
 
 
+def test_a_held_permit_released_in_a_later_period_is_in_that_record(tmp_path: Path) -> None:
+    """Decided on 30 December, released on 5 January: the January record lists
+    the disclosure (its line cites the decision entry and says when it was
+    released), the December one the request with the day of its release. The
+    entry records what held it (held_for), so a later change of the pack's
+    blocking list does not rewrite the record."""
+    a10 = next(c for c in CASES if c["id"] == "A10")
+    student = a10["request"]["student"]["id"]
+    with gatekeeper.open(data_dir=tmp_path) as gk:
+        with pytest.raises(gatekeeper.ReleaseHeld) as held, gk.access(a10["request"]):
+            pass
+        decision_id = held.value.decision.decision_id
+        for row in gk.obligations.list(pending=True, decision_id=decision_id):
+            if row.blocking:
+                gk.obligations.ack(row.id, by="legal office", note="parent notified")
+        gk.release(decision_id)
+        assert gk.audit is not None
+        entries = [json.loads(e.data) for e in gk.audit.store.read_entries(0, gk.audit.size())]
+    decided = next(e for e in entries if e.get("decision_id") == decision_id)
+    assert decided["held_for"] == ["NOTIFY_PARENT_PRE"]
+    released = next(e for e in entries if e.get("kind") == "release")
+    # The same entries, re-dated: the decision on 30 December, the rest in January.
+    other = tmp_path / "redated"
+    with AuditLog.open_sqlite(other, origin="test.example/redated") as log:
+        for value in entries:
+            stamp = (
+                "2026-12-30T18:00:00.000000Z" if value is decided else "2027-01-05T18:00:00.000000Z"
+            )
+            log.append(canonical(dict(value, timestamp=stamp)))
+        snapshot = Snapshot.take(log)
+        december = disclosure_record(
+            snapshot, student, period=Period.parse("2026-12-01", "2026-12-31")
+        )
+        january = disclosure_record(
+            snapshot, student, period=Period.parse("2027-01-01", "2027-01-31")
+        )
+    assert released["release"]["decision_id"] == decision_id
+    (line,) = january.table("record").records()
+    assert line["date"] == "2026-12-30" and line["released"] == "2027-01-05"
+    assert line["fields_disclosed"] == ", ".join(a10["expect"]["allowed_fields"])
+    assert january.summary["disclosed"] == 1
+    (line,) = december.table("record").records()
+    assert line["released"] == "2027-01-05"
+
+
 def test_a_release_that_cannot_be_logged_releases_nothing(tmp_path: Path) -> None:
     from gatekeeper.guard import AccessDenied, ReleaseHeld
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -299,14 +299,20 @@ def decision_entry(
     policy_input: Mapping[str, Any] | None,
     *,
     when: datetime | None = None,
+    held_for: Sequence[str] = (),
 ) -> bytes:
-    """The entry for a decision on a parsed request (with its policy input for replay)."""
+    """The entry for a decision on a parsed request (with its policy input for replay).
+
+    ``held_for``: the blocking obligations that hold a permit's release until
+    they are acknowledged (the pack's list at decision time): the record of
+    disclosures counts such a permit only from its ``release`` entry."""
     value: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": "decision",
         "timestamp": timestamp(when),
         **_summaries(request),
         **_outcome(decision),
+        "held_for": list(held_for),
         "policy_input": None if policy_input is None else _replayable(policy_input),
     }
     data = canonical(value)

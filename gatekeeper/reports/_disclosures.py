@@ -28,7 +28,7 @@ disclosed nothing: its line says what holds it and lists no records.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from gatekeeper.reports._fields import (
@@ -95,14 +95,25 @@ class DisclosureAggregator:
         self.period = period
         self.blocking = blocking - _MET_BY_REDACTION
         self.rows: list[list[Cell]] = []
-        #: row position -> (decision_id, the codes that held it)
+        #: entry index -> (decision_id, the codes that held its release)
         self.held: dict[int, tuple[str, list[str]]] = {}
+        #: Held permits decided outside the period, by decision_id: a line of
+        #: the record if they were released within it.
+        self.later: dict[str, list[Cell]] = {}
         #: decision_id -> the day of its first release entry
         self.released: dict[str, str] = {}
         self.bulk_unattributed = 0
         self.emergencies = 0
         #: Whether any entry of the log names this student (record or not).
         self.named = False
+
+    def _held_for(self, entry: Mapping[str, Any]) -> list[str]:
+        """The codes that held a permit's release: as the entry recorded them at
+        decision time, else by the pack's blocking list of today."""
+        recorded = entry.get("held_for")
+        if isinstance(recorded, list) and all(isinstance(c, str) for c in recorded):
+            return list(recorded)
+        return [c for c in obligations(entry) if c in self.blocking]
 
     def add(self, index: int, entry: Mapping[str, Any], moment: datetime | None) -> None:
         if entry.get("kind") == "release" and moment is not None:
@@ -118,23 +129,41 @@ class DisclosureAggregator:
         codes = set(obligations(entry))
         if SEALED in codes or not (codes & RECORD_CODES):
             return
-        if not self.period.contains(moment.date()):
-            return
+        in_period = self.period.contains(moment.date())
         if not student:
-            if sub(entry, "bulk"):
+            if sub(entry, "bulk") and in_period:
                 self.bulk_unattributed += 1
             return
         if text(student.get("id")) != self.student_id:
             return
+        decision = text(entry.get("decision"))
+        decision = decision if decision in DECISIONS else "deny"
+        held_for = self._held_for(entry) if decision == "permit" else []
+        if not in_period:
+            if held_for:  # its disclosure may fall in the period: kept until the end
+                self.held[index] = (text(entry.get("decision_id")), held_for)
+                self.later[text(entry.get("decision_id"))] = self._row(
+                    index, entry, moment, codes, decision
+                )
+            return
+        if held_for:
+            self.held[index] = (text(entry.get("decision_id")), held_for)
+        self.rows.append(self._row(index, entry, moment, codes, decision))
+
+    def _row(
+        self,
+        index: int,
+        entry: Mapping[str, Any],
+        moment: datetime,
+        codes: set[str],
+        decision: str,
+    ) -> list[Cell]:
         requester = sub(entry, "requester")
         kind = text(requester.get("kind"))
         agency = text(requester.get("agency"))
-        decision = text(entry.get("decision"))
-        decision = decision if decision in DECISIONS else "deny"
         rule = deciding_rule(entry)
         emergency = ""
         if "LOG_9932_EMERG" in codes:
-            self.emergencies += 1
             determined = text(sub(entry, "emergency").get("district_determination"))
             emergency = (
                 "The district determined an articulable and significant threat to health "
@@ -143,39 +172,44 @@ class DisclosureAggregator:
                 else "Emergency claimed."
             )
         day = moment.strftime("%Y-%m-%d")
-        held_for = [c for c in obligations(entry) if c in self.blocking]
-        if decision == "permit" and held_for:
-            self.held[len(self.rows)] = (text(entry.get("decision_id")), held_for)
-        self.rows.append(
-            [
-                index,
-                day,
-                moment.strftime("%H:%M"),
-                agency or label(kind),
-                kind,
-                text(entry.get("on_behalf_of")),
-                text(entry.get("purpose")),
-                text(entry.get("purpose_text")),
-                text(sub(entry, "legal_basis").get("type")),
-                rule,
-                label(rule),
-                decision,
-                _names(entry, "fields"),
-                _names(entry, "allowed_fields") if decision == "permit" else "",
-                day if decision == "permit" else "",
-                emergency,
-                "LOG_9932_EMERG" if "LOG_9932_EMERG" in codes else "LOG_9932",
-            ]
-        )
+        return [
+            index,
+            day,
+            moment.strftime("%H:%M"),
+            agency or label(kind),
+            kind,
+            text(entry.get("on_behalf_of")),
+            text(entry.get("purpose")),
+            text(entry.get("purpose_text")),
+            text(sub(entry, "legal_basis").get("type")),
+            rule,
+            label(rule),
+            decision,
+            _names(entry, "fields"),
+            _names(entry, "allowed_fields") if decision == "permit" else "",
+            day if decision == "permit" else "",
+            emergency,
+            "LOG_9932_EMERG" if "LOG_9932_EMERG" in codes else "LOG_9932",
+        ]
 
     def _settle_held(self) -> int:
         """Held permits: released on the day of their release entry, or not
-        released (no records listed). Returns how many were not released."""
+        released (no records listed); one decided before the period and
+        released within it is a line of this record too. Returns how many
+        were not released."""
+        for decision_id, row in self.later.items():
+            day = self.released.get(decision_id)
+            if day is not None and self.period.contains(date.fromisoformat(day)):
+                self.rows.append(row)
+        self.rows.sort(key=lambda row: int(row[_COLUMN["entry"]] or 0))
         disclosed = _COLUMN["fields_disclosed"]
         released = _COLUMN["released"]
         not_released = 0
-        for position, (decision_id, held_for) in self.held.items():
-            row = self.rows[position]
+        for row in self.rows:
+            held = self.held.get(int(row[_COLUMN["entry"]] or 0))
+            if held is None:
+                continue
+            decision_id, held_for = held
             day = self.released.get(decision_id)
             if day is not None:
                 row[released] = day
@@ -183,6 +217,7 @@ class DisclosureAggregator:
             not_released += 1
             row[disclosed] = ""
             row[released] = "not released: held for " + ", ".join(held_for)
+        self.emergencies = sum(1 for row in self.rows if row[_COLUMN["emergency"]])
         return not_released
 
     def report(self, provenance: Provenance, *, generated_at: datetime | None = None) -> Report:
