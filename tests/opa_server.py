@@ -153,7 +153,6 @@ class _Listener(_Service):
         raise NotImplementedError
 
 
-
 # --------------------------------------------------------------------------- OPA
 
 

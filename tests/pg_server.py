@@ -269,11 +269,13 @@ class PostgresServer:
     def _stop_server(self) -> None:
         if not self.running:
             return
-        proc = self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w",
-                         "-t", "30", timeout=40)
+        proc = self._run(
+            "pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", timeout=40
+        )
         if proc.returncode != 0 and self.running:
-            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w",
-                      timeout=40)
+            self._run(
+                "pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", timeout=40
+            )
 
     def restart(self) -> None:
         """Stop (``-m fast``: sessions are cut) and start again, on the same port and data."""

@@ -55,9 +55,7 @@ class WrappedStore:
         hook, self.before_append = self.before_append, None
         if hook is not None:
             hook()
-        result: tuple[list[AppendedEntry], str] = self.inner.append_batch(
-            entries, sign_checkpoint
-        )
+        result: tuple[list[AppendedEntry], str] = self.inner.append_batch(entries, sign_checkpoint)
         return result
 
     def size(self) -> int:
@@ -300,8 +298,9 @@ def test_checkpoint_signed_only_by_a_retired_key_is_flagged(
     db, log, old = rotated
     size = log.size()
     forged = sign_checkpoint(Checkpoint(ORIGIN, size, log.root()), [old])
-    tamper(db, "UPDATE checkpoints SET note = ? WHERE id = (SELECT MAX(id) FROM checkpoints)",
-           forged)
+    tamper(
+        db, "UPDATE checkpoints SET note = ? WHERE id = (SELECT MAX(id) FROM checkpoints)", forged
+    )
     found = problems_of(log)
     assert any("checkpoint" in p and "not active" in p for p in found), found
     log.close()
@@ -344,8 +343,13 @@ def test_pinned_verifier_keys_ignore_the_keyring(filled: tuple[Path, AuditLog]) 
     ring = log.keys.dir / "keyring.json"
     raw = json.loads(ring.read_text())
     raw["keys"].append(
-        {"key_id": intruder.key_id.hex(), "vkey": intruder.vkey, "created": "2024-01-01T00:00:00Z",
-         "first_size": 0, "last_size": None}
+        {
+            "key_id": intruder.key_id.hex(),
+            "vkey": intruder.vkey,
+            "created": "2024-01-01T00:00:00Z",
+            "first_size": 0,
+            "last_size": None,
+        }
     )
     ring.write_text(json.dumps(raw))
     assert problems_of(log) == []  # the keyring next to the data vouches for the intruder
@@ -447,7 +451,9 @@ def test_default_origin_across_processes(tmp_path: Path) -> None:
         procs = [
             subprocess.Popen(
                 [sys.executable, "-c", code, str(base), str(start)],
-                stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=REPO_ROOT,
             )
             for _ in range(8)
         ]

@@ -175,8 +175,30 @@ def test_an_altered_stored_node_is_named_at_the_entry_that_completed_it(
     tamper(db, "UPDATE hashes SET hash = ? WHERE idx = ?", b"\x00" * 32, node)
     report = verify_log(log.store, log.keys, signatures="all")
     assert [(p.index, p.message) for p in report.problems if p.index is not None] == [
-        (3, "a stored tree hash above this entry was altered")
+        (
+            3,
+            "the stored tree hash over entries 0-3 does not match them: it was altered, "
+            "or one of those entries was rewritten with its leaf hash",
+        )
     ], report.problems
+
+
+def test_an_entry_rewritten_with_its_leaf_hash_is_named_by_its_signature(
+    filled: tuple[Path, AuditLog],
+) -> None:
+    """The data and the stored leaf hash of entry 4 rewritten together: the
+    tree cannot tell that from an altered node over entries 4-5 (both are
+    named), the entry's signature and the checkpoint roots can."""
+    db, log = filled
+    forged = entry(400)
+    tamper(db, "UPDATE entries SET data = ? WHERE idx = 4", forged)
+    leaf = merkle.stored_hash_index(0, 4)
+    tamper(db, "UPDATE hashes SET hash = ? WHERE idx = ?", merkle.leaf_hash(forged), leaf)
+    report = verify_log(log.store, log.keys, signatures="all")
+    named = {(p.index, p.message) for p in report.problems if p.index is not None}
+    assert (4, "signature does not verify") in named, report.problems
+    assert any(i == 5 and "entries 4-5" in m for i, m in named), report.problems
+    assert any(p.index is None and "root does not match" in p.message for p in report.problems)
 
 
 def test_deleted_entry_is_named(filled: tuple[Path, AuditLog]) -> None:

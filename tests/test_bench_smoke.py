@@ -20,8 +20,15 @@ def run(*args: str) -> str:
 
 def test_audit_bench_runs() -> None:
     out = run(
-        "bench/audit.py", "--seconds", "0.5", "--threads", "4", "--verify-entries", "3000",
-        "--rounds", "20",
+        "bench/audit.py",
+        "--seconds",
+        "0.5",
+        "--threads",
+        "4",
+        "--verify-entries",
+        "3000",
+        "--rounds",
+        "20",
     )
     assert "appends: ratio" in out and "verify: 3,000 entries" in out
     assert "decision [embedded]: ratio" in out and "decision [wasm]: ratio" in out

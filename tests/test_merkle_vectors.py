@@ -193,12 +193,8 @@ GO_LEAF_HASHES = (
 )
 GO_INCLUSION: dict[tuple[int, int], tuple[str, ...]] = {
     (1, 0): (),
-    (2, 0): (
-        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-    ),
-    (2, 1): (
-        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-    ),
+    (2, 0): ("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",),
+    (2, 1): ("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",),
     (3, 0): (
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
         "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
@@ -207,9 +203,7 @@ GO_INCLUSION: dict[tuple[int, int], tuple[str, ...]] = {
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
         "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
     ),
-    (3, 2): (
-        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-    ),
+    (3, 2): ("fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",),
     (4, 0): (
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
         "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
@@ -246,9 +240,7 @@ GO_INCLUSION: dict[tuple[int, int], tuple[str, ...]] = {
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
         "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
     ),
-    (5, 4): (
-        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-    ),
+    (5, 4): ("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",),
     (6, 0): (
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
         "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
@@ -354,25 +346,19 @@ GO_INCLUSION: dict[tuple[int, int], tuple[str, ...]] = {
 }
 GO_CONSISTENCY: dict[tuple[int, int], tuple[str, ...]] = {
     (1, 1): (),
-    (2, 1): (
-        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-    ),
+    (2, 1): ("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",),
     (2, 2): (),
     (3, 1): (
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
         "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
     ),
-    (3, 2): (
-        "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
-    ),
+    (3, 2): ("0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",),
     (3, 3): (),
     (4, 1): (
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
         "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
     ),
-    (4, 2): (
-        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-    ),
+    (4, 2): ("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",),
     (4, 3): (
         "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
         "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
@@ -394,9 +380,7 @@ GO_CONSISTENCY: dict[tuple[int, int], tuple[str, ...]] = {
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
         "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
     ),
-    (5, 4): (
-        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-    ),
+    (5, 4): ("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",),
     (5, 5): (),
     (6, 1): (
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
@@ -413,9 +397,7 @@ GO_CONSISTENCY: dict[tuple[int, int], tuple[str, ...]] = {
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
         "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
     ),
-    (6, 4): (
-        "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-    ),
+    (6, 4): ("0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",),
     (6, 5): (
         "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
         "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
@@ -437,9 +419,7 @@ GO_CONSISTENCY: dict[tuple[int, int], tuple[str, ...]] = {
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
         "837dbb152e9b079010717e84e865da4ebc0fa198a806d59d31bf15accef22d0e",
     ),
-    (7, 4): (
-        "837dbb152e9b079010717e84e865da4ebc0fa198a806d59d31bf15accef22d0e",
-    ),
+    (7, 4): ("837dbb152e9b079010717e84e865da4ebc0fa198a806d59d31bf15accef22d0e",),
     (7, 5): (
         "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
         "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
@@ -467,9 +447,7 @@ GO_CONSISTENCY: dict[tuple[int, int], tuple[str, ...]] = {
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
         "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
     ),
-    (8, 4): (
-        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-    ),
+    (8, 4): ("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",),
     (8, 5): (
         "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
         "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
@@ -502,7 +480,27 @@ GO_STORED_HASH_INDEX = (
     (20, 123456, 258908094456),
 )
 GO_STORED_HASH_COUNT = (
-    0, 1, 3, 4, 7, 8, 10, 11, 15, 16, 18, 19, 22, 23, 25, 26, 31, 32, 34, 35, 38,
+    0,
+    1,
+    3,
+    4,
+    7,
+    8,
+    10,
+    11,
+    15,
+    16,
+    18,
+    19,
+    22,
+    23,
+    25,
+    26,
+    31,
+    32,
+    34,
+    35,
+    38,
 )
 GO_NEW_TILES: tuple[tuple[int, int, tuple[tuple[int, int, int], ...]], ...] = (
     (0, 1, ((0, 0, 1),)),
@@ -976,9 +974,9 @@ def test_memory_store_roots_and_sizes() -> None:
         store.append_record(data)
     assert store.size == 300
     for n in (0, 1, 7, 8, 255, 256, 299, 300):
-        assert store.root(n) == tree_hash(n, store.read_hashes) == MemoryHashStore(
-            records[:n]
-        ).root()
+        assert (
+            store.root(n) == tree_hash(n, store.read_hashes) == MemoryHashStore(records[:n]).root()
+        )
     with pytest.raises(ValueError):
         store.root(301)
 
@@ -1289,7 +1287,7 @@ def test_jcs_refuses_integers_a_double_cannot_hold(value: int) -> None:
 def test_jcs_string_escaping() -> None:
     # Only ", \ and controls are escaped: the short forms \b \t \n \f \r, else
     # \u00xx in lower-case hex; "/", DEL and non-ASCII (U+2028 too) are raw UTF-8.
-    value = "\x00\x08\t\n\x0b\x0c\r\x1f\x7f\"\\/\u00e9\u2028\U0001f600"
+    value = '\x00\x08\t\n\x0b\x0c\r\x1f\x7f"\\/\u00e9\u2028\U0001f600'
     expected = (
         b'"\\u0000\\b\\t\\n\\u000b\\f\\r\\u001f\x7f\\"\\\\/'
         + "\u00e9\u2028\U0001f600".encode()
@@ -1304,7 +1302,6 @@ def test_jcs_appendix_b_numbers(ieee: str, expected: str) -> None:
     assert rfc8785.dumps(value) == expected.encode()
 
 
-
 # --- our canonical(): a json.dumps fast path that must equal rfc8785 byte for byte ---
 
 _JSON_TEXT = st.text(
@@ -1312,12 +1309,10 @@ _JSON_TEXT = st.text(
     max_size=12,
 )
 _JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**54), max_value=2**54)
-    | _JSON_TEXT,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(_JSON_TEXT, children, max_size=5),
+    st.none() | st.booleans() | st.integers(min_value=-(2**54), max_value=2**54) | _JSON_TEXT,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(_JSON_TEXT, children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -1340,7 +1335,7 @@ def test_canonical_equals_rfc8785(value: dict[str, Any]) -> None:
 
 def test_canonical_matches_the_rfc_vectors_and_refuses_floats() -> None:
     assert canonical(JCS_3_2_3_INPUT) == rfc8785.dumps(JCS_3_2_3_INPUT)  # an emoji key: fallback
-    value = {"b": [1, "\x00\u2028\"\\", None, True], "a": {"\u00e9": -(2**53 - 1)}}
+    value = {"b": [1, '\x00\u2028"\\', None, True], "a": {"\u00e9": -(2**53 - 1)}}
     assert canonical(value) == rfc8785.dumps(value)
     with pytest.raises(GatekeeperError, match="no floats"):
         canonical({"a": [{"b": 1.5}]})

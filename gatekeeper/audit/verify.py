@@ -384,12 +384,27 @@ def _compare_hashes(
                     Problem(n, "entry does not match the tree (edited, replaced or moved)")
                 )
                 bad_entries.add(n)
-            elif computed[position] and any(
-                computed[position + k] != stored[position + k]
-                and not _node_agrees_with_children(k, n >> k, stored[position + k], read_hashes)
-                for k in range(1, count)
+            elif computed[position] and (
+                altered := [
+                    k
+                    for k in range(1, count)
+                    if computed[position + k] != stored[position + k]
+                    and not _node_agrees_with_children(k, n >> k, stored[position + k], read_hashes)
+                ]
             ):
-                problems.append(Problem(n, "a stored tree hash above this entry was altered"))
+                # The stored node disagrees with its stored children, which
+                # agree with the entries: the node was altered, or an entry
+                # below was rewritten together with its stored leaf hash (its
+                # signature and the checkpoint roots then say which).
+                low = (n >> altered[0]) << altered[0]
+                problems.append(
+                    Problem(
+                        n,
+                        f"the stored tree hash over entries {low}-{n} does not match them: "
+                        "it was altered, or one of those entries was rewritten with its "
+                        "leaf hash",
+                    )
+                )
                 bad_entries.add(n)
             elif not computed[position]:
                 bad_entries.add(n)
