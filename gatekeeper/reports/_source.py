@@ -120,7 +120,8 @@ class Snapshot:
                 for stored in self.store.read_entries(start, min(size, start + CHUNK)):
                     if stored.index != expected:
                         # A gap or a reordering: the root cannot match; stop counting.
-                        return ScanResult(frontier.count, unreadable, b"")
+                        first, last = days if days else (None, None)
+                        return ScanResult(frontier.count, unreadable, b"", first, last)
                     expected += 1
                     frontier.append(merkle.leaf_hash(stored.data))
                     try:
