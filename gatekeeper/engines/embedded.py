@@ -257,13 +257,9 @@ class _Pool:
                 job.queued = True
                 self.queue.append(job)
                 return
-            self.busy += 1
-            job.generation = self.generation
-            if self.idle:
-                self.idle.pop().submit(job)
+            worker = self._assign(job)
+            if worker is None:
                 return
-            worker = _Worker(self, self.pack, self.generation)
-            worker.submit(job)
         try:
             worker.begin()
         except EngineError:  # the thread did not start: nobody will answer the job
@@ -271,6 +267,18 @@ class _Pool:
                 if worker.generation == self.generation:
                     self.busy -= 1
             raise
+
+    def _assign(self, job: _Job) -> _Worker | None:
+        """Under the lock: ``job`` to an idle worker (None), or to a new one,
+        returned to be begun (its thread started) by the caller."""
+        self.busy += 1
+        job.generation = self.generation
+        if self.idle:
+            self.idle.pop().submit(job)
+            return None
+        worker = _Worker(self, self.pack, self.generation)
+        worker.submit(job)
+        return worker
 
     def give_up(self, job: _Job) -> bool:
         """The caller stops waiting for ``job``: True if it will not be answered
@@ -298,13 +306,9 @@ class _Pool:
             return
         job = self.queue.popleft()
         job.queued = False
-        job.generation = self.generation
-        self.busy += 1
-        if self.idle:
-            self.idle.pop().submit(job)
+        worker = self._assign(job)
+        if worker is None:
             return
-        worker = _Worker(self, self.pack, self.generation)
-        worker.submit(job)
         try:
             worker.begin()
         except EngineError as exc:
