@@ -201,6 +201,20 @@ def test_an_entry_rewritten_with_its_leaf_hash_is_named_by_its_signature(
     assert any(p.index is None and "root does not match" in p.message for p in report.problems)
 
 
+@pytest.mark.parametrize("value", ["{}", 42, 1.5], ids=["text", "integer", "real"])
+def test_an_entry_edited_into_another_sqlite_type_is_named(
+    filled: tuple[Path, AuditLog], value: object
+) -> None:
+    """`UPDATE entries SET data = '{}'` stores text, not a blob: verify (and the
+    readers behind show, export, reports) failed with a TypeError; now the
+    entry is named like any other edit."""
+    db, log = filled
+    tamper(db, "UPDATE entries SET data = ? WHERE idx = 5", value)
+    report = verify_log(log.store, log.keys, signatures="all")
+    assert 5 in {p.index for p in report.problems}, report.problems
+    assert report.summary() == "19/20 entries valid"
+
+
 def test_deleted_entry_is_named(filled: tuple[Path, AuditLog]) -> None:
     db, log = filled
     tamper(db, "DELETE FROM entries WHERE idx = 4")

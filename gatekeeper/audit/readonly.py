@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gatekeeper.audit.entry import AuditError
-from gatekeeper.audit.store import LogReader, StoredEntry
+from gatekeeper.audit.store import LogReader, StoredEntry, stored_bytes
 
 __all__ = ["LogReader", "ReadOnlySqliteStore", "open_readonly"]
 
@@ -73,7 +73,7 @@ class ReadOnlySqliteStore:
             "SELECT idx, data, signature FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, end),
         )
-        return [StoredEntry(int(i), bytes(d), bytes(s)) for i, d, s in rows]
+        return [StoredEntry(int(i), stored_bytes(d), stored_bytes(s)) for i, d, s in rows]
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         if not indexes:
@@ -84,14 +84,14 @@ class ReadOnlySqliteStore:
             rows = self._query(
                 "SELECT idx, hash FROM hashes WHERE idx BETWEEN ? AND ?", (wanted[0], wanted[-1])
             )
-            found.update((int(i), bytes(h)) for i, h in rows)
+            found.update((int(i), stored_bytes(h)) for i, h in rows)
         else:
             for lo in range(0, len(wanted), 500):
                 chunk = wanted[lo : lo + 500]
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT idx, hash FROM hashes WHERE idx IN ({marks})"  # noqa: S608
                 rows = self._query(query, chunk)
-                found.update((int(i), bytes(h)) for i, h in rows)
+                found.update((int(i), stored_bytes(h)) for i, h in rows)
         missing = [i for i in wanted if i not in found]
         if missing:
             raise AuditError(

@@ -52,6 +52,19 @@ class AppendedEntry:
     leaf_hash: bytes
 
 
+def stored_bytes(value: object) -> bytes:
+    """A BLOB column's value as bytes. SQLite keeps whatever type was written:
+    a row edited by hand as text (or a number) is read as its UTF-8 text, so
+    that ``audit verify`` names the edited entry instead of failing on it."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if value is None:
+        return b""
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
     index: int
@@ -361,7 +374,7 @@ class SqliteStore:
             rows = self._db.execute(
                 "SELECT idx, hash FROM hashes WHERE idx BETWEEN ? AND ?", (wanted[0], wanted[-1])
             )
-            found.update((idx, bytes(digest)) for idx, digest in rows)
+            found.update((idx, stored_bytes(digest)) for idx, digest in rows)
             wanted_chunks: list[list[int]] = []
         else:
             wanted_chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
@@ -369,7 +382,7 @@ class SqliteStore:
             marks = ",".join("?" * len(chunk))
             query = f"SELECT idx, hash FROM hashes WHERE idx IN ({marks})"  # noqa: S608
             for idx, digest in self._db.execute(query, chunk):
-                found[idx] = bytes(digest)
+                found[idx] = stored_bytes(digest)
         missing = [i for i in wanted if i not in found]
         if missing:
             raise AuditError(
@@ -499,7 +512,7 @@ class SqliteStore:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise AuditError(f"audit store unreadable: {exc}") from exc
-        return [StoredEntry(int(i), bytes(d), bytes(s)) for i, d, s in rows]
+        return [StoredEntry(int(i), stored_bytes(d), stored_bytes(s)) for i, d, s in rows]
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         with self._lock:
