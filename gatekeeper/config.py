@@ -21,7 +21,7 @@ Precedence: explicit keyword > configuration file > environment > default.
     audit_timeout = 2.0                  # seconds an append (and SQLite's write lock) may take
     clock_tolerance = 60.0               # seconds the wall clock may jump / lag the log
     clock_settle = 600.0                 # seconds a new clock offset must hold to be accepted
-    max_as_of_skew = 300.0               # seconds a request's as_of may be from now (false: off)
+    max_as_of_skew = 300.0               # as_of further from now: decided as of now (false: off)
     audit_policy_input = true            # keep each decision's policy input (policy replay)
 
     [gatekeeper.obligations]             # routes for the obligation dispatchers
@@ -106,10 +106,11 @@ class Settings:
     #: None: SQLite in the data directory; or a postgresql:// URL.
     audit_url: str | None = None
     audit_timeout: float = 2.0
-    #: Refuse requests whose as_of is further than this from now (seconds):
-    #: a caller may not decide "as of" another day, which would revive an
-    #: expired warrant or subpoena. ``false`` (None) turns the check off, for
-    #: replaying past scenarios (the public cases, the examples) only.
+    #: A request whose as_of is further than this from now (seconds) is decided
+    #: as of now (its as_of kept in the entry as as_of_claimed): a caller may not
+    #: decide "as of" another day, which would revive an expired warrant or
+    #: subpoena. ``false`` (None) turns the check off, for replaying past
+    #: scenarios (the public cases, the examples) only.
     #: Default: :func:`default_max_as_of_skew`.
     max_as_of_skew: float | None = field(default_factory=lambda: default_max_as_of_skew())
     #: The log's origin (C2SP); default: generated once per data directory.

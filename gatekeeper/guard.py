@@ -178,7 +178,21 @@ class Gatekeeper:
             from gatekeeper.config import default_max_as_of_skew
 
             max_as_of_skew = default_max_as_of_skew()
-        self.max_as_of_skew: float | None = max_as_of_skew
+        elif max_as_of_skew is False:
+            max_as_of_skew = None  # as in the settings: false turns the check off
+        if max_as_of_skew is not None and (
+            isinstance(max_as_of_skew, bool)
+            or not isinstance(max_as_of_skew, int | float)
+            or not 0 < max_as_of_skew <= 31_622_400
+        ):
+            raise GatekeeperError(
+                "max_as_of_skew must be a number of seconds from 0 to 31622400 (a year), "
+                f"or None/False for no check, not {max_as_of_skew!r}",
+                reason="config",
+            )
+        self.max_as_of_skew: float | None = (
+            None if max_as_of_skew is None else float(max_as_of_skew)
+        )
         self.timezone = timezone
         if blocking_obligations is None:
             pack = getattr(engine, "pack", None)
@@ -212,9 +226,9 @@ class Gatekeeper:
 
     def parse(self, request: RequestInput) -> AccessRequest:
         """Parse and validate a request (raises RequestError)."""
-        return self._parse(request, check_skew=True)
+        return self._parse(request)
 
-    def _parse(self, request: RequestInput, *, check_skew: bool) -> AccessRequest:
+    def _parse(self, request: RequestInput) -> AccessRequest:
         if isinstance(request, AccessRequest) and was_parsed(request):
             # parse_request made it (gk.access, the proxy, a caller that
             # parsed first): it is valid and immutable; no second parse.
@@ -230,15 +244,26 @@ class Gatekeeper:
                 raise RequestError("", f"malformed AccessRequest object: {exc}") from exc
         else:
             parsed = parse_request(request)
-        if check_skew and self.max_as_of_skew is not None:
-            skew = abs((parsed.as_of - datetime.now(UTC)).total_seconds())
-            if skew > self.max_as_of_skew:
-                raise RequestError(
-                    "as_of",
-                    f"more than {self.max_as_of_skew:g} s from the current time (a request "
-                    "is decided as of now; max_as_of_skew = false only to replay past scenarios)",
-                )
         return parsed
+
+    def _as_of_now(self, parsed: AccessRequest) -> tuple[AccessRequest, datetime | None]:
+        """The request to decide, and the ``as_of`` it claimed if that was set
+        aside: one further than ``max_as_of_skew`` from the clock is a claim,
+        not evidence (a backdated request would revive an expired warrant), so
+        the request is decided as of now and the claim goes into its entry."""
+        if self.max_as_of_skew is None:
+            return parsed, None
+        now = datetime.now(UTC)
+        skew = (parsed.as_of - now).total_seconds()
+        if abs(skew) <= self.max_as_of_skew:
+            return parsed, None
+        _log.warning(
+            "as_of_set_aside",
+            request_id=parsed.request_id,
+            skew_s=round(skew),
+            max_as_of_skew=self.max_as_of_skew,
+        )
+        return dataclasses.replace(parsed, as_of=now), parsed.as_of
 
     def _fail_closed(self, request_id: str | None, reason: str) -> Decision:
         return Decision.fail_closed(
@@ -263,7 +288,7 @@ class Gatekeeper:
         # against it, and every decision is a deny naming the clock fault.
         clock_fault, wall = self._clock_check()
         try:
-            parsed = self._parse(request, check_skew=clock_fault is None)
+            parsed = self._parse(request)
         except RequestError as exc:
             # The caller gets str(exc); logs and the entry get it without the
             # request values it quotes (docs/security.md: no values in logs).
@@ -285,6 +310,7 @@ class Gatekeeper:
             _log.warning("fail_closed", reason=clock_fault, request_id=parsed.request_id)
             clock_denial = self._fail_closed(parsed.request_id, clock_fault)
             return self._audited(clock_denial, lambda: decision_entry(clock_denial, parsed, None))
+        parsed, as_of_claimed = self._as_of_now(parsed)
         try:
             policy_input = parsed.to_policy_input(self._zone)
             raw_decision = self.engine.evaluate(policy_input)
@@ -321,6 +347,7 @@ class Gatekeeper:
                 parsed,
                 policy_input if self.keep_policy_input else None,
                 held_for=self._held_for(decision, parsed),
+                as_of_claimed=as_of_claimed,
             ),
             obligations=lambda: self._outbox_rows(decision, parsed),
         )

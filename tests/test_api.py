@@ -176,28 +176,44 @@ def test_a_parsed_request_is_not_parsed_twice(
     config = tmp_path / "gatekeeper.toml"
     config.write_text("max_as_of_skew = 300\n")
     strict = gatekeeper.open(data_dir=tmp_path / "b", config=config)
-    backdated = strict.decide(parse_request(teacher))  # as_of 2026-04-02
-    assert backdated.decision == "deny" and backdated.reason == "invalid_request"
+    backdated = strict.decide(parse_request(teacher))  # as_of 2026-04-02: decided as of now
+    assert backdated.decision == "permit" and backdated.reason is None
+    assert strict.audit is not None
+    (entry,) = strict.audit.store.read_entries(0, 1)
+    assert json.loads(entry.data)["as_of_claimed"] == "2026-04-02T10:00:00-07:00"
 
 
-def test_backdated_requests_are_refused_by_default(
+def test_a_backdated_as_of_is_decided_as_of_now_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """By default (max_as_of_skew 300 s) a backdated as_of cannot revive an
-    expired warrant: the approved warrant of A10 expired on 2026-04-14, and
-    its request says as_of 2026-04-02. Before, the check was opt-in and
+    expired warrant: the approved warrant of A10 expired on 2026-04-14, and its
+    request says as_of 2026-04-02. The request is decided as of now (IMM-12:
+    the document has expired), as an immigration request that counts and
+    notifies like any other, and its entry keeps the claimed as_of. Before,
     gatekeeper.open permitted it."""
     monkeypatch.delenv("GATEKEEPER_MAX_AS_OF_SKEW", raising=False)  # conftest's "off"
     assert gatekeeper.load_settings().max_as_of_skew == 300.0
     gk = gatekeeper.open(data_dir=tmp_path / "d")
     warrant = next(c["request"] for c in CASES if c["id"] == "A10")  # as_of 2026-04-02
     decision = gk.decide(warrant)
-    assert decision.decision == "deny" and decision.reason == "invalid_request"
-    assert decision.audit is not None  # refused, and logged
-    fresh = {k: v for k, v in warrant.items() if k != "as_of"}  # as_of = now
-    assert gk.decide(fresh).reason is None  # decided on the day it is made
+    assert (decision.decision, decision.rules[0], decision.reason) == ("deny", "IMM-12", None)
+    assert decision.immigration_context and decision.request_id == "A10"
+    assert "NOTIFY_LEGAL" in decision.obligations and "REPORT_BOARD" in decision.obligations
+    assert gk.audit is not None
+    (entry,) = gk.audit.store.read_entries(0, 1)
+    logged = json.loads(entry.data)
+    assert logged["as_of_claimed"] == "2026-04-02T10:00:00-07:00"
+    assert dt.datetime.fromisoformat(logged["as_of"]) > dt.datetime.now(dt.UTC) - dt.timedelta(
+        seconds=60
+    )
+    fresh = {k: v for k, v in warrant.items() if k != "as_of"}  # as_of = now: the same
+    again = gk.decide(fresh)
+    assert (again.decision, again.rules) == (decision.decision, decision.rules)
     soon = dict(warrant, as_of=(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)).isoformat())
-    assert gk.decide(soon).reason is None  # within the skew: clocks differ a little
+    gk.decide(soon)  # within the skew: clocks differ a little; its as_of is kept
+    (kept,) = gk.audit.store.read_entries(2, 3)
+    assert "as_of_claimed" not in json.loads(kept.data)
     gk.close()
 
 
@@ -241,12 +257,13 @@ def test_access_with_an_invalid_request_says_what_to_fix(tmp_path: Path) -> None
     gk.close()
 
 
-def test_a_gatekeeper_made_directly_refuses_a_backdated_as_of_too(
+def test_a_gatekeeper_made_directly_sets_a_backdated_as_of_aside_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Gatekeeper(...) has the same default as gatekeeper.open (300 s, or the
     environment's): before, only the settings had it, and a Gatekeeper built
-    by hand (as the shadow-mode docs show) permitted the backdated warrant."""
+    by hand (as the shadow-mode docs show) permitted the backdated warrant.
+    Bad values are refused when it is made."""
     from gatekeeper import Gatekeeper
     from gatekeeper.engines import EmbeddedEngine, load_pack
     from tests.conftest import POLICIES_DIR
@@ -256,7 +273,7 @@ def test_a_gatekeeper_made_directly_refuses_a_backdated_as_of_too(
     warrant = next(c["request"] for c in CASES if c["id"] == "A10")  # as_of 2026-04-02
     gk = Gatekeeper(engine=engine, allow_unaudited=True)
     assert gk.max_as_of_skew == 300.0
-    assert gk.decide(warrant).reason == "invalid_request"
+    assert gk.decide(warrant).rules[0] == "IMM-12"  # decided as of now: expired
     replay = Gatekeeper(engine=engine, allow_unaudited=True, max_as_of_skew=None)
     assert replay.decide(warrant).decision == "permit"  # a past scenario, on purpose
     monkeypatch.setenv("GATEKEEPER_MAX_AS_OF_SKEW", "off")
@@ -264,4 +281,10 @@ def test_a_gatekeeper_made_directly_refuses_a_backdated_as_of_too(
     monkeypatch.setenv("GATEKEEPER_MAX_AS_OF_SKEW", "-5")
     with pytest.raises(gatekeeper.GatekeeperError, match="GATEKEEPER_MAX_AS_OF_SKEW"):
         Gatekeeper(engine=engine, allow_unaudited=True)
+    monkeypatch.delenv("GATEKEEPER_MAX_AS_OF_SKEW")
+    off = Gatekeeper(engine=engine, allow_unaudited=True, max_as_of_skew=False)
+    assert off.max_as_of_skew is None
+    for bad in (0, -5, True, "off", float("nan")):
+        with pytest.raises(gatekeeper.GatekeeperError, match="max_as_of_skew"):
+            Gatekeeper(engine=engine, allow_unaudited=True, max_as_of_skew=bad)  # type: ignore[arg-type]
     engine.close()

@@ -300,12 +300,15 @@ def decision_entry(
     *,
     when: datetime | None = None,
     held_for: Sequence[str] = (),
+    as_of_claimed: datetime | None = None,
 ) -> bytes:
     """The entry for a decision on a parsed request (with its policy input for replay).
 
     ``held_for``: the blocking obligations that hold a permit's release until
     they are acknowledged (the pack's list at decision time): the record of
-    disclosures counts such a permit only from its ``release`` entry."""
+    disclosures counts such a permit only from its ``release`` entry.
+    ``as_of_claimed``: the request's own ``as_of`` when it was too far from the
+    clock and the request was decided as of now (``as_of`` is then now)."""
     value: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": "decision",
@@ -313,6 +316,7 @@ def decision_entry(
         **_summaries(request),
         **_outcome(decision),
         "held_for": list(held_for),
+        **({} if as_of_claimed is None else {"as_of_claimed": as_of_claimed.isoformat()}),
         "policy_input": None if policy_input is None else _replayable(policy_input),
     }
     data = canonical(value)
