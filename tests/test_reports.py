@@ -178,18 +178,30 @@ def test_reports_state_the_latest_checkpoint_and_verification(built: Built) -> N
 
 def test_enforcement_headline_counts(built: Built) -> None:
     decisions = Counter(c["expect"]["decision"] for c in RELATED)
+    # A permit held for the parent's notice (or a verification) and never
+    # released in this log (it only decides) has not been complied with yet.
+    held = [
+        c
+        for c in RELATED
+        if c["expect"]["decision"] == "permit"
+        and set(c["expect"]["obligations"])
+        & {"NOTIFY_PARENT_PRE", "VERIFY_CONSENT", "VERIFY_IDENTITY"}
+    ]
+    assert held, "a held immigration permit among the public cases (A10)"
     s = built.enforcement.summary
     # Every public case has its own request id: one request per decision.
     assert s["received"] == len(RELATED) == s["decisions"] == 12
-    assert (s["refused"], s["escalated"], s["complied"]) == (
+    assert (s["refused"], s["escalated"], s["complied"], s["held"]) == (
         decisions["deny"],
         decisions["escalate"],
-        decisions["permit"],
+        decisions["permit"] - len(held),
+        len(held),
     )
     assert s["statement"] == (
         f"Immigration-related requests for student information, all entries: received "
         f"{len(RELATED)}, refused {decisions['deny']}, escalated {decisions['escalate']}, "
-        f"complied {decisions['permit']}."
+        f"complied {decisions['permit'] - len(held)}, permitted but not yet released "
+        f"{len(held)}."
     )
     ids = {c["id"] for c in RELATED}
     assert "A25" in ids  # REPORT_BOARD without an immigration context (bulk, origin proxies)
@@ -343,6 +355,11 @@ def test_a_held_permit_is_a_disclosure_from_its_release(tmp_path: Path) -> None:
         (line,) = before.table("record").records()
         assert line["fields_disclosed"] == "" and line["released"].startswith("not released")
         assert (before.summary["disclosed"], before.summary["held"]) == (0, 1)
+        printed = render(before, "html").decode()  # the page a parent is handed
+        assert "Permitted, not released: held for notice to the parent" in printed
+        assert "1 permitted but not released" in printed and ">Disclosed" not in printed
+        board = enforcement_report(Snapshot.take(gk.audit)).summary
+        assert (board["complied"], board["held"]) == (0, 1)
         for row in gk.obligations.list(pending=True, decision_id=decision_id):
             if row.blocking:
                 gk.obligations.ack(row.id, by="legal office", note="parent notified")
@@ -354,6 +371,8 @@ def test_a_held_permit_is_a_disclosure_from_its_release(tmp_path: Path) -> None:
         assert released["release"]["decision_id"] == decision_id
         assert released["release"]["allowed_fields"] == a10["expect"]["allowed_fields"]
         after = disclosure_record(Snapshot.take(gk.audit), student)
+        board = enforcement_report(Snapshot.take(gk.audit)).summary
+        assert (board["complied"], board["held"]) == (1, 0)  # released: complied
         assert verify_log(gk.audit.store, gk.audit.keys).ok
     (line,) = after.table("record").records()
     assert line["fields_disclosed"] == ", ".join(a10["expect"]["allowed_fields"])
@@ -362,6 +381,7 @@ def test_a_held_permit_is_a_disclosure_from_its_release(tmp_path: Path) -> None:
     )
     assert line["released"] == local.date().isoformat()
     assert (after.summary["disclosed"], after.summary["held"]) == (1, 0)
+    assert f"Disclosed on {line['released']}" in render(after, "html").decode()
 
 
 def test_a_held_permit_released_in_a_later_period_is_in_that_record(tmp_path: Path) -> None:
@@ -531,7 +551,14 @@ def test_an_escalation_decided_again_is_one_request_and_closed(tmp_path: Path) -
         enforcement = enforcement_report(snapshot)
         activity = activity_report(snapshot)
     s = enforcement.summary
-    assert (s["received"], s["complied"], s["escalated"], s["decisions"]) == (1, 1, 0, 2)
+    # The approved warrant waits for the parent's notice: permitted, not yet released.
+    assert (s["received"], s["complied"], s["held"], s["escalated"], s["decisions"]) == (
+        1,
+        0,
+        1,
+        0,
+        2,
+    )
     assert activity.summary["open_escalations"] == 1
     assert activity.summary["resolved_escalations"] == 1
     (still,) = activity.table("open_escalations").records()

@@ -165,12 +165,19 @@ class EnforcementAggregator:
         self.catalog = catalog
         self.counts: dict[str, Counter[tuple[str, str]]] = {d[0]: Counter() for d in DIMENSIONS}
         self.by_month: Counter[tuple[str, str]] = Counter()
-        #: (request_id, subject) or entry index -> [first day, latest decision]
+        #: (request_id, subject) or entry index -> [first day, latest decision,
+        #: its decision_id, whether its release was held]
         self.requests: dict[tuple[str, str] | int, list[Any]] = {}
+        #: decision ids with a release entry up to the end of the period
+        self.released: set[str] = set()
         self.decisions = 0
         self.undated = 0
 
     def add(self, index: int, entry: Mapping[str, Any], moment: datetime | None) -> None:
+        if entry.get("kind") == "release":
+            if moment is not None and not self.period.after(moment.date()):
+                self.released.add(text(sub(entry, "release").get("decision_id")))
+            return
         if not is_enforcement_related(entry):
             return
         if moment is None:
@@ -181,11 +188,13 @@ class EnforcementAggregator:
         if not self.period.after(day):
             request_id = text(entry.get("request_id"))
             key: tuple[str, str] | int = (request_id, subject_key(entry)) if request_id else index
+            held = decision == "permit" and bool(entry.get("held_for"))
+            latest = [decision, text(entry.get("decision_id")), held]
             seen = self.requests.get(key)
             if seen is None:
-                self.requests[key] = [day, decision]
+                self.requests[key] = [day, *latest]
             else:
-                seen[1] = decision
+                seen[1:] = latest
         if not self.period.contains(day):
             return
         self.decisions += 1
@@ -208,14 +217,17 @@ class EnforcementAggregator:
 
     def headline(self) -> dict[str, int]:
         outcomes: Counter[str] = Counter()
-        for first_day, decision in self.requests.values():
+        for first_day, decision, decision_id, held in self.requests.values():
             if self.period.contains(first_day):
+                if held and decision_id not in self.released:
+                    decision = "held"  # permitted, nothing released yet
                 outcomes[decision] += 1
         return {
             "received": sum(outcomes.values()),
             "refused": outcomes["deny"],
             "escalated": outcomes["escalate"],
             "complied": outcomes["permit"],
+            "held": outcomes["held"],
             "decisions": self.decisions,
         }
 
@@ -235,7 +247,8 @@ class EnforcementAggregator:
         sentence = (
             f"Immigration-related requests for student information, {period}: "
             f"received {figures['received']:,}, refused {figures['refused']:,}, "
-            f"escalated {figures['escalated']:,}, complied {figures['complied']:,}."
+            f"escalated {figures['escalated']:,}, complied {figures['complied']:,}"
+            + (f", permitted but not yet released {figures['held']:,}." if figures["held"] else ".")
         )
         tables = [
             outcome_table(name, title, header, self.counts[name], label_keys=name in LABELLED)
@@ -265,8 +278,10 @@ class EnforcementAggregator:
             "not counted.",
             "Requests (the headline): entries with the same request id about the same "
             "student are one request, received on its first date, with the outcome of its "
-            "latest decision up to the end of the period. The tables and the chart count "
-            "every decision.",
+            "latest decision up to the end of the period. A permit whose release waits for "
+            "a required step (the parent's notice) counts as complied once released, until "
+            "then as permitted but not yet released. The tables and the chart count every "
+            "decision.",
             "De-identified: no student, requester or case identifiers, names or stated "
             "reasons; agencies only by their catalog code. Small counts can still point "
             "to a family in a small school: publish totals, keep the tables for the board.",
