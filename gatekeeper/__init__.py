@@ -141,6 +141,19 @@ def open_with(settings: Settings) -> Gatekeeper:
     )
 
 
+def open_existing_audit_log(settings: Settings) -> AuditLog:
+    """:func:`open_audit_log`, for tools that read (or rotate) a log: it must
+    exist. Opening a data directory without one would create a new, empty log
+    and a new signing key, and a report on it would say that all is well."""
+    if settings.audit_url is None and not (settings.data_dir / "audit.sqlite").is_file():
+        raise GatekeeperError(
+            f"no audit log in {settings.data_dir} (no audit.sqlite there): "
+            "give the data directory that holds it (--data-dir or --config)",
+            reason="audit_store_missing",
+        )
+    return open_audit_log(settings)
+
+
 def open_audit_log(settings: Settings) -> AuditLog:
     """The audit log the settings name (SQLite in the data directory by default)."""
     passphrase = os.environ.get("GATEKEEPER_KEY_PASSPHRASE")

@@ -127,15 +127,9 @@ def _open_log(args: argparse.Namespace) -> AuditLog:
     """The configured log, which must exist: the audit commands read (or rotate)
     a log; opening a data directory without one would create a new, empty
     log and a new signing key, and report on that instead."""
-    from gatekeeper import open_audit_log
+    from gatekeeper import open_existing_audit_log
 
-    settings = load_settings(args.config, data_dir=args.data_dir)
-    if settings.audit_url is None and not (settings.data_dir / "audit.sqlite").is_file():
-        raise GatekeeperError(
-            f"no audit log in {settings.data_dir} (no audit.sqlite there): "
-            "give the data directory that holds it (--data-dir or --config)"
-        )
-    return open_audit_log(settings)
+    return open_existing_audit_log(load_settings(args.config, data_dir=args.data_dir))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

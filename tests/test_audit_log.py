@@ -487,6 +487,8 @@ def test_audit_commands_on_a_directory_without_a_log_create_nothing(tmp_path: Pa
         ["audit", "prove", "0"],
         ["audit", "export", str(tmp_path / "tiles")],
         ["audit", "rotate-key"],
+        ["obligations", "list"],
+        ["obligations", "ack", "1", "--by", "records office"],
     ):
         result = run_cli(wrong, *command)
         assert result.returncode == 1, (command, result.stdout)

@@ -61,10 +61,10 @@ def _render(rows: list[ObligationRecord]) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from gatekeeper import open_audit_log
+    from gatekeeper import open_existing_audit_log
     from gatekeeper.obligations import Obligations
 
-    with open_audit_log(_settings(args)) as log:
+    with open_existing_audit_log(_settings(args)) as log:
         rows = Obligations(log).list(
             pending=args.pending, decision_id=args.decision, limit=args.limit
         )
@@ -77,7 +77,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_ack(args: argparse.Namespace) -> int:
-    from gatekeeper import open_audit_log
+    from gatekeeper import open_existing_audit_log
     from gatekeeper.obligations import Obligations
 
     by = args.by
@@ -88,7 +88,7 @@ def _cmd_ack(args: argparse.Namespace) -> int:
             raise GatekeeperError(
                 "say who acknowledges with --by NAME", reason="obligation_ack_invalid"
             ) from exc
-    with open_audit_log(_settings(args)) as log:
+    with open_existing_audit_log(_settings(args)) as log:
         row = Obligations(log).ack(args.id, by=by, note=args.note)
     print(
         f"acknowledged obligation {row.id} ({row.code}) of decision {row.decision_id} "
@@ -98,7 +98,7 @@ def _cmd_ack(args: argparse.Namespace) -> int:
 
 
 def _cmd_dispatch(args: argparse.Namespace) -> int:
-    from gatekeeper import open_audit_log
+    from gatekeeper import open_existing_audit_log
     from gatekeeper.obligations import (
         DispatchRunner,
         ObligationSettings,
@@ -115,7 +115,7 @@ def _cmd_dispatch(args: argparse.Namespace) -> int:
             reason="config",
         )
     routes = dispatchers_for(config)
-    with open_audit_log(settings) as log:
+    with open_existing_audit_log(settings) as log:
         runner = DispatchRunner(
             log.outbox,
             routes,
