@@ -423,6 +423,16 @@ class Gatekeeper:
             raise AccessDenied(decision)
         return decision
 
+    def invalid_request(self, request: RequestInput, error: RequestError) -> AccessDenied:
+        """The AccessDenied to raise for a request that does not parse: its deny
+        entry is written (``decide``), and the caller learns what to fix:
+        ``error`` (its own request, in full); the message quotes no request
+        value, as it may end up in a log."""
+        invalid = AccessDenied(self.decide(request))
+        invalid.error = error
+        invalid.args = (f"{invalid.args[0]}: {error.loggable}",)
+        return invalid
+
     @contextmanager
     def access(self, request: RequestInput, *, redactor: Redactor | None = None) -> Iterator[Grant]:
         """Decide first; inside the block, fetch and pass the result through ``grant.redact``.
@@ -438,13 +448,7 @@ class Gatekeeper:
         try:
             parsed = self.parse(request) if not isinstance(request, AccessRequest) else request
         except RequestError as error:
-            # decide() writes the invalid request's deny entry to the audit log.
-            # The caller learns what to fix: ``error`` (its own request, in full);
-            # the message quotes no request value, as it may end up in a log.
-            invalid = AccessDenied(self.decide(request))
-            invalid.error = error
-            invalid.args = (f"{invalid.args[0]}: {error.loggable}",)
-            raise invalid from None
+            raise self.invalid_request(request, error) from None
         decision = self.enforce(parsed)
         pending = self._held_for(decision, parsed)
         if pending:

@@ -153,9 +153,8 @@ class GuardedSource:
         """The parsed request and its student id; an invalid request is an audited deny."""
         try:
             parsed = self.gatekeeper.parse(request)
-        except RequestError:
-            # decide() writes the invalid request's deny entry to the audit log.
-            raise AccessDenied(self.gatekeeper.decide(request)) from None
+        except RequestError as error:
+            raise self.gatekeeper.invalid_request(request, error) from None
         if parsed.student is None or not parsed.student.id:
             raise RequestError("student.id", "a record lookup needs one student with an id")
         return parsed, parsed.student.id

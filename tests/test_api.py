@@ -254,6 +254,11 @@ def test_access_with_an_invalid_request_says_what_to_fix(tmp_path: Path) -> None
     assert isinstance(error, gatekeeper.RequestError) and error.path == "fieldz"
     assert "did you mean 'fields'?" in str(error)
     assert "fieldz: unknown key <value>" in str(denied.value)
+    # The same through a GuardedSource (the lookup never runs).
+    source = gatekeeper.GuardedSource(gk, gatekeeper.InMemorySource({"S1": {"grades": "A"}}))
+    with pytest.raises(gatekeeper.AccessDenied) as via_source:
+        source.get(bad)
+    assert via_source.value.error is not None and via_source.value.error.path == "fieldz"
     gk.close()
 
 
