@@ -46,6 +46,7 @@ __all__ = [
     "DECISION_HEADER",
     "MAX_BODY_BYTES",
     "NO_STORE",
+    "OTHER_CACHE_HEADERS",
     "Unredactable",
     "Verdict",
     "builder_failed",
@@ -63,6 +64,10 @@ DECISION_HEADER = "X-Gatekeeper-Decision"
 #: ``Cache-Control: no-store``, whatever the view set: no shared or browser
 #: cache may keep a student's record.
 NO_STORE = "no-store"
+#: Cache directives for particular caches (RFC 9213's CDN-Cache-Control, the
+#: Surrogate-Control of reverse proxies) override Cache-Control there: a
+#: guarded response drops them.
+OTHER_CACHE_HEADERS = ("cdn-cache-control", "surrogate-control")
 #: Largest response body a guarded view may return (it is buffered to be redacted).
 MAX_BODY_BYTES = 32 * 1024 * 1024
 

@@ -54,6 +54,7 @@ from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
     NO_STORE,
+    OTHER_CACHE_HEADERS,
     Verdict,
     builder_failed,
     decide,
@@ -246,7 +247,12 @@ class GatekeeperMiddleware:
             await send_verdict(send, replacement)
             return
         decision_header = DECISION_HEADER.lower().encode("latin-1")
-        replaced = (b"content-length", b"cache-control", decision_header)
+        replaced = (
+            b"content-length",
+            b"cache-control",
+            decision_header,
+            *(h.encode("latin-1") for h in OTHER_CACHE_HEADERS),
+        )
         headers = [(k, v) for k, v in headers if k.lower() not in replaced]
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
         headers.append((b"cache-control", NO_STORE.encode("latin-1")))

@@ -59,6 +59,7 @@ from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
     NO_STORE,
+    OTHER_CACHE_HEADERS,
     Verdict,
     builder_failed,
     decide,
@@ -171,5 +172,8 @@ class GatekeeperMiddleware:
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(redacted))
         response["Cache-Control"] = NO_STORE
+        for header in OTHER_CACHE_HEADERS:
+            if response.has_header(header):
+                del response[header]
         response[DECISION_HEADER] = str(verdict.decision_id)
         return response

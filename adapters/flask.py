@@ -48,6 +48,7 @@ from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
     NO_STORE,
+    OTHER_CACHE_HEADERS,
     Verdict,
     builder_failed,
     decide,
@@ -112,7 +113,11 @@ class FlaskGatekeeper:
             chosen, self.request_for, self.redactor, self.max_body_bytes
         )
         app.before_request(self._before)
-        app.after_request(self._after)
+        # Flask runs after_request hooks in reverse order of registration: put
+        # this one first in the list so that it runs last, after the app's own
+        # hooks (registered before or after), and nothing changes the redacted
+        # response or its Cache-Control afterwards.
+        app.after_request_funcs.setdefault(None, []).insert(0, self._after)
         app.wsgi_app = _AnswerViewErrors(app.wsgi_app)  # type: ignore[method-assign]
 
     @staticmethod
@@ -154,8 +159,10 @@ class FlaskGatekeeper:
 
     def _after(self, response: Response) -> Response:
         verdict: Verdict | None = g.get("gatekeeper_verdict")
-        if verdict is None or verdict.grant is None:
-            return response  # not guarded, or our own refusal
+        if verdict is None:
+            return response  # not guarded
+        if verdict.grant is None:  # our own refusal: keep it out of caches too
+            return _no_store(response)
         if response.is_streamed or response.direct_passthrough:
             return _refusal(unredactable(verdict, "a streamed or file response"))
         body = response.get_data()
@@ -171,9 +178,16 @@ class FlaskGatekeeper:
         if replacement is not None:
             return _refusal(replacement)
         response.set_data(redacted)
-        response.headers["Cache-Control"] = NO_STORE
         response.headers[DECISION_HEADER] = str(verdict.decision_id)
-        return response
+        return _no_store(response)
+
+
+def _no_store(response: Response) -> Response:
+    """Whatever the app's own hooks set: no cache keeps a guarded answer."""
+    response.headers["Cache-Control"] = NO_STORE
+    for header in OTHER_CACHE_HEADERS:
+        response.headers.pop(header, None)
+    return response
 
 
 class _AnswerViewErrors:

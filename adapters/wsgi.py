@@ -38,6 +38,7 @@ from ._common import (
     DECISION_HEADER,
     MAX_BODY_BYTES,
     NO_STORE,
+    OTHER_CACHE_HEADERS,
     Verdict,
     builder_failed,
     decide,
@@ -176,7 +177,7 @@ class GatekeeperWSGIMiddleware:
         )
         if replacement is not None:
             return respond(replacement, start_response)
-        drop = {"content-length", "cache-control", DECISION_HEADER.lower()}
+        drop = {"content-length", "cache-control", DECISION_HEADER.lower(), *OTHER_CACHE_HEADERS}
         kept = [(k, v) for k, v in headers if k.lower() not in drop]
         kept += [
             ("Content-Length", str(len(body))),

@@ -202,6 +202,12 @@ def flask_app(gk: Gatekeeper, calls: list[str], *, global_builder: bool = False)
     def authenticate() -> None:  # the application's own login, registered first
         g.user = request.headers.get("X-User")
 
+    @app.after_request
+    def cache_for_cdn(response: Any) -> Any:  # registered first: Flask runs it after ours
+        response.headers["Cache-Control"] = "public, max-age=300"
+        response.headers["CDN-Cache-Control"] = "max-age=3600"
+        return response
+
     records = FlaskGatekeeper(
         gatekeeper=gk,
         request_for=(
@@ -287,7 +293,13 @@ def test_flask_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.get_json() == TEACHER_VIEW
     assert response.headers["Content-Length"] == str(len(response.data))
     assert len(response.headers[HEADER]) == 32
+    # The app's own hook set public caching (and a CDN's); the gatekeeper's runs last.
     assert response.headers["Cache-Control"] == "no-store"
+    assert "CDN-Cache-Control" not in response.headers
+    refused = client.get(f"/students/{STUDENT_OF['ice']}", headers={"X-User": "ice"})
+    assert refused.status_code == 403  # a refusal passes the app's hook too
+    assert refused.headers["Cache-Control"] == "no-store"
+    assert "CDN-Cache-Control" not in refused.headers
     response = client.get(f"/students/{sid}/history", headers={"X-User": "teacher"})
     assert response.get_json() == [TEACHER_VIEW, TEACHER_VIEW]
     for path, status in (("page", 500), ("file", 500), ("missing", 404)):
