@@ -3,7 +3,7 @@
     >>> import gatekeeper
     >>> gk = gatekeeper.open(data_dir="/tmp/gk-doctest")
     >>> d = gk.decide({
-    ...     "as_of": "2026-04-02T10:00:00-07:00", "channel": "in_person",
+    ...     "channel": "in_person",
     ...     "requester": {"id": "b1", "kind": "immigration_authority",
     ...                   "agency": "ICE-ERO", "identity_verified": True},
     ...     "purpose": "immigration_enforcement",

@@ -13,7 +13,7 @@ redacts what comes back (a field the policy never saw is dropped).
     ...                                  "citizenship_status": "never released"}})
     >>> guarded = GuardedSource(gatekeeper.open(data_dir="/tmp/gk-doctest"), records)
     >>> guarded.get({
-    ...     "as_of": "2026-04-02T10:00:00-07:00", "channel": "internal",
+    ...     "channel": "internal",
     ...     "requester": {"id": "E1", "kind": "district_staff",
     ...                   "role": "teacher_of_record", "identity_verified": True},
     ...     "purpose": "educational", "student": {"id": "S1"},

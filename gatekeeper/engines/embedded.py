@@ -84,7 +84,7 @@ class _Compiled:
             # rego-cpp prints its errors itself; querying such a bundle crashes
             # the process (a segmentation fault), so it is never used.
             raise PolicyError(
-                "rego-cpp reported errors (printed on standard output; "
+                "rego-cpp reported errors (it prints them itself; "
                 "`gatekeeper policy check` names them too)"
             )
 

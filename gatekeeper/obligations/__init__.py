@@ -9,7 +9,7 @@ it, and each acknowledgment is itself a signed audit entry.
     >>> import gatekeeper, tempfile
     >>> gk = gatekeeper.open(data_dir=tempfile.mkdtemp())
     >>> decision = gk.decide({
-    ...     "as_of": "2026-04-02T10:00:00-07:00", "channel": "internal",
+    ...     "channel": "internal",
     ...     "requester": {"id": "E1", "kind": "district_staff",
     ...                   "role": "teacher_of_record", "identity_verified": True},
     ...     "purpose": "educational", "student": {"id": "S1", "age": 9},

@@ -4,7 +4,7 @@
     >>> from gatekeeper.reports import Period, Snapshot, activity_report, render
     >>> gk = gatekeeper.open(data_dir=tempfile.mkdtemp())
     >>> _ = gk.decide({
-    ...     "request_id": "R1", "as_of": "2026-04-02T10:00:00-07:00", "channel": "phone",
+    ...     "request_id": "R1", "channel": "phone",
     ...     "requester": {"id": "badge 7", "kind": "immigration_authority",
     ...                   "agency": "ICE-ERO", "identity_verified": True},
     ...     "purpose": "immigration_enforcement", "student": {"id": "S1", "age": 9},

@@ -6,7 +6,7 @@
     >>> data_dir = tempfile.mkdtemp()
     >>> with gatekeeper.open(data_dir=data_dir) as gk:
     ...     _ = gk.decide({
-    ...         "request_id": "R1", "as_of": "2026-04-02T10:00:00-07:00", "channel": "phone",
+    ...         "request_id": "R1", "channel": "phone",
     ...         "requester": {"id": "badge 7", "kind": "immigration_authority",
     ...                       "agency": "ICE-ERO", "identity_verified": True},
     ...         "purpose": "immigration_enforcement", "student": {"id": "S1", "age": 9},
