@@ -620,6 +620,10 @@ def test_a_period_outside_the_log_says_so(tmp_path: Path) -> None:
         before = enforcement_report(snapshot, period=Period.parse("2025-01-01", "2025-12-31"))
         inside = enforcement_report(snapshot, period=Period.parse("2026-03-10", "2026-03-31"))
     assert before.summary["received"] == 0
+    assert before.summary["statement"].endswith(
+        "The audit log begins on 2026-03-10: nothing before that day is counted."
+    )
+    assert "begins on" not in inside.summary["statement"]
     assert before.provenance.first_day == dt.date(2026, 3, 10)
     assert any("first entry is of 2026-03-10" in n for n in before.notes), before.notes
     today = dt.datetime.now(ZoneInfo("America/Los_Angeles")).date()

@@ -250,6 +250,15 @@ class EnforcementAggregator:
             f"escalated {figures['escalated']:,}, complied {figures['complied']:,}"
             + (f", permitted but not yet released {figures['held']:,}." if figures["held"] else ".")
         )
+        first = provenance.first_day
+        if self.period.start is not None and (first is None or self.period.start < first):
+            # The headline is what gets published: it must not pass for a
+            # measured zero over days the log does not cover.
+            sentence += (
+                f" The audit log begins on {first}: nothing before that day is counted."
+                if first is not None
+                else " The audit log holds no entry yet: nothing could be counted."
+            )
         tables = [
             outcome_table(name, title, header, self.counts[name], label_keys=name in LABELLED)
             for name, title, header in DIMENSIONS
