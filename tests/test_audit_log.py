@@ -509,6 +509,9 @@ def test_audit_command_arguments_out_of_range_are_clear_errors(tmp_path: Path) -
         (["audit", "prove", "1", "--size", "0"], "--size 0 is not a size of this log"),
         (["audit", "export", str(a_file)], f"{a_file} is not a directory"),
         (["audit", "verify", "--workers", "0"], "--workers must be at least 1"),
+        (["audit", "show", "--since", "zzz"], "--since must be a UTC date or timestamp"),
+        (["audit", "show", "--until", "yesterday"], "--until must be a UTC date or timestamp"),
+        (["audit", "show", "--limit", "0"], "--limit must be at least 1"),
     ]
     for command, message in cases:
         result = run_cli(tmp_path, *command)

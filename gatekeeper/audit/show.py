@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from gatekeeper.audit.store import AuditStore
+from gatekeeper.errors import GatekeeperError
 
 __all__ = ["EntryFilter", "iter_entries", "render_table", "select_entries"]
 
@@ -21,6 +23,23 @@ class EntryFilter:
     requester: str | None = None
     decision: str | None = None
     limit: int = 1000
+
+    def __post_init__(self) -> None:
+        # Entries compare by their UTC timestamp text: a bound must be a date or
+        # a timestamp, or it would silently select nothing (or everything).
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise GatekeeperError(
+                    f"--{name} must be a UTC date or timestamp "
+                    f"(2026-12-05 or 2026-12-05T17:00:00Z), not {value!r}"
+                ) from None
+        if self.limit < 1:
+            raise GatekeeperError("--limit must be at least 1")
 
     def matches(self, entry: dict[str, Any]) -> bool:
         stamp = str(entry.get("timestamp", ""))
