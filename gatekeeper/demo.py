@@ -131,6 +131,7 @@ def _front_office_request(
         subject["name"] = f"{student['givenName']} {student['familyName']}"
     if "dob" in subject:
         subject["dob"] = student["birthDate"]
+        subject.pop("age", None)  # the SIS's date of birth says it (the case's age was its own)
     basis = request.get("legal_basis")
     if basis and basis.get("named_students"):
         basis["named_students"] = [
