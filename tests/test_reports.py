@@ -898,3 +898,12 @@ def test_every_rule_and_purpose_has_words() -> None:
     ).split()  # CONTRACT.md's well-known purpose codes
     missing = [code for code in (*rule_ids, *purposes) if not LABELS.get(code)]
     assert missing == []
+
+
+def test_rule_tables_name_rules_in_words(built: Built) -> None:
+    html = render(built.enforcement, "html").decode()
+    assert 'title="IMM-01">IMM-01: immigration-related request without legal compulsion' in html
+    activity = render(built.activity, "html").decode()
+    assert 'title="FERPA-1">FERPA-1: school official with a legitimate educational interest' in (
+        activity
+    )

@@ -171,7 +171,9 @@ class ActivityAggregator:
                 words=WORDS,
                 label_keys=True,
             ),
-            outcome_table("by_rule", "By deciding rule", "rule", self.by_rule, words=WORDS),
+            outcome_table(
+                "by_rule", "By deciding rule", "rule", self.by_rule, words=WORDS, label_keys=True
+            ),
             outcome_table(
                 "by_month",
                 "By month",

@@ -154,7 +154,9 @@ DIMENSIONS: tuple[tuple[str, str, str], ...] = (
     ("by_rule_cited", "By rule cited (any position)", "rule"),
 )
 
-LABELLED = frozenset({"by_document", "by_channel", "by_requester_kind", "by_decision"})
+LABELLED = frozenset(
+    {"by_document", "by_channel", "by_requester_kind", "by_decision", "by_rule", "by_rule_cited"}
+)
 
 
 class EnforcementAggregator:
