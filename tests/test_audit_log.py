@@ -550,3 +550,20 @@ def test_keygen_writes_a_private_key_file_and_never_overwrites(tmp_path: Path) -
     again = run_cli(tmp_path, "audit", "keygen", "--out", str(out))
     assert again.returncode == 1 and out.read_bytes() == before
     assert [p.name for p in out.parent.iterdir()] == ["log-key.pem"]  # no temp file left
+
+
+def test_show_names_what_an_acknowledgment_or_a_release_acted_on() -> None:
+    from gatekeeper.audit.show import render_table
+
+    table = render_table(
+        [
+            (14, {"kind": "obligation_ack", "timestamp": "2026-12-06T03:58:07.000000Z",
+                  "obligation": {"code": "NOTIFY_PARENT_PRE", "decision_entry": 13}}),
+            (15, {"kind": "release", "timestamp": "2026-12-06T03:58:08.000000Z",
+                  "release": {"decision_entry": 13, "decision_id": "d"}}),
+        ]
+    )  # fmt: skip
+    ack, release = table.splitlines()[1:]
+    assert ack.split()[2:] == ["ack", "NOTIFY_PARENT_PRE", "of", "entry", "13"]
+    assert release.split()[2:] == ["release", "entry", "13"]
+    assert ":" not in ack.split("ack", 1)[1]  # no empty "kind:agency" requester

@@ -80,6 +80,14 @@ def render_table(rows: list[tuple[int, dict[str, Any]]]) -> str:
     header = ("#", "time (UTC)", "decision", "rule", "requester", "student", "fields")
     lines = [header]
     for index, entry in rows:
+        follows = _follows(entry)
+        if follows is not None:
+            # An acknowledgment or a release: what it did, and to which decision.
+            kind, detail = follows
+            lines.append(
+                (str(index), str(entry.get("timestamp", ""))[:19], kind, "", detail[:48], "", "")
+            )
+            continue
         requester = entry.get("requester") or {}
         who = f"{requester.get('kind', '')}:{requester.get('agency') or requester.get('id', '')}"
         student = (entry.get("student") or {}).get("id") or (
@@ -104,3 +112,16 @@ def render_table(rows: list[tuple[int, dict[str, Any]]]) -> str:
         + "\n"
         for row in lines
     )
+
+
+def _follows(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """(kind, "<code> of entry N" / "entry N") for an entry that acts on an
+    earlier decision (an acknowledgment, a release); None for any other."""
+    kind = entry.get("kind")
+    if kind == "obligation_ack":
+        named = entry.get("obligation") or {}
+        return "ack", f"{named.get('code', '')} of entry {named.get('decision_entry', '?')}"
+    if kind == "release":
+        named = entry.get("release") or {}
+        return "release", f"entry {named.get('decision_entry', '?')}"
+    return None
