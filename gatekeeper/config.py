@@ -218,8 +218,9 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         "timezone": os.environ.get("GATEKEEPER_TIMEZONE"),
         "data_dir": os.environ.get("GATEKEEPER_DATA_DIR"),
         "audit_url": os.environ.get("GATEKEEPER_AUDIT_URL"),
-        "max_as_of_skew": os.environ.get("GATEKEEPER_MAX_AS_OF_SKEW"),
     }
+    # GATEKEEPER_MAX_AS_OF_SKEW is read by the Settings default itself
+    # (default_max_as_of_skew), as Gatekeeper(...) reads it.
     values.update({k: v for k, v in env.items() if v})
     if config is not None:
         values.update(_from_file(Path(config)))
