@@ -61,9 +61,12 @@ __all__ = [
 #: Response header carrying the decision id of a guarded request.
 DECISION_HEADER = "X-Gatekeeper-Decision"
 #: Every guarded response (a redacted student record, or a refusal) is marked
-#: ``Cache-Control: no-store``, whatever the view set: no shared or browser
-#: cache may keep a student's record.
-NO_STORE = "no-store"
+#: ``Cache-Control: no-store, private``, whatever the view set: no shared or
+#: browser cache may keep a student's record. ``private`` too, because some
+#: server-side caches ignore ``no-store`` (Django 4.2's per-site cache skips
+#: only ``private``); a cached answer would be served again, to anyone,
+#: without a decision.
+NO_STORE = "no-store, private"
 #: Cache directives for particular caches (RFC 9213's CDN-Cache-Control, the
 #: Surrogate-Control of reverse proxies) override Cache-Control there: a
 #: guarded response drops them.

@@ -101,7 +101,7 @@ def test_starlette_deny_never_calls_the_view(gk: Gatekeeper) -> None:
     assert body["rules"][0].startswith("IMM-")
     assert body["guidance"]
     assert response.headers[HEADER] == body["decision_id"]
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == "no-store, private"
     assert_no_record_data(response.content)
     assert calls == []
 
@@ -125,7 +125,7 @@ def test_starlette_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.json() == TEACHER_VIEW
     assert response.headers["content-length"] == str(len(response.content))
     assert len(response.headers[HEADER]) == 32
-    assert response.headers["cache-control"] == "no-store"  # no cache keeps a record
+    assert response.headers["cache-control"] == "no-store, private"  # no cache keeps a record
     assert_no_record_data(response.content)
     # a list of records: each one redacted, non-records dropped
     response = client.get(f"/students/{sid}/history", headers={"X-User": "teacher"})

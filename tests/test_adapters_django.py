@@ -130,7 +130,7 @@ def test_django_permit_is_redacted(gk: Gatekeeper) -> None:
         assert response.status_code == 200
         assert response.json() == TEACHER_VIEW
         assert len(response.headers[HEADER]) == 32
-        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Cache-Control"] == "no-store, private"
         response = client.get(f"/students/{sid}/history", headers={"X-User": "teacher"})
         assert response.json() == [TEACHER_VIEW, TEACHER_VIEW]
         for view in ("page", "download"):
@@ -166,3 +166,31 @@ def test_django_settings_by_dotted_path(tmp_path: Path, monkeypatch: pytest.Monk
         pytest.raises(ImproperlyConfigured, match="GATEKEEPER"),
     ):
         Client().get("/health")
+
+
+def test_django_per_site_cache_never_serves_a_guarded_answer_again(gk: Gatekeeper) -> None:
+    """Django's per-site cache (UpdateCacheMiddleware first, FetchFromCacheMiddleware
+    last, the gatekeeper between): without a Cache-Control on guarded answers it
+    cached the teacher's permitted record and served it to the next caller of
+    the same URL before any decision (an ICE agent got the teacher's view;
+    checked by removing the header). Django 5 skips ``no-store``; Django 4.2
+    skips only ``private``: guarded answers carry both."""
+    middleware = [
+        "django.middleware.cache.UpdateCacheMiddleware",
+        *MIDDLEWARE,
+        "django.middleware.cache.FetchFromCacheMiddleware",
+    ]
+    caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with (
+        configured(gk),
+        override_settings(MIDDLEWARE=middleware, CACHES=caches, CACHE_MIDDLEWARE_SECONDS=600),
+    ):
+        from django.core.cache import caches as opened
+
+        opened["default"].clear()
+        client = Client()
+        path = f"/students/{STUDENT_OF['teacher']}"
+        assert client.get(path, headers={"X-User": "teacher"}).status_code == 200
+        again = client.get(path, headers={"X-User": "ice"})
+        assert again.status_code == 403, again.content
+        assert again.json()["decision"] == "deny"

@@ -134,7 +134,7 @@ def test_wsgi_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.get_json() == TEACHER_VIEW
     assert response.headers["Content-Length"] == str(len(response.data))
     assert HEADER in response.headers
-    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Cache-Control"] == "no-store, private"
     response = client.get(f"/students/{sid}/legacy-write", headers={"X-User": "teacher"})
     assert response.get_json() == TEACHER_VIEW
     response = client.get(f"/students/{sid}/page", headers={"X-User": "teacher"})
@@ -294,11 +294,11 @@ def test_flask_permit_is_redacted(gk: Gatekeeper) -> None:
     assert response.headers["Content-Length"] == str(len(response.data))
     assert len(response.headers[HEADER]) == 32
     # The app's own hook set public caching (and a CDN's); the gatekeeper's runs last.
-    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Cache-Control"] == "no-store, private"
     assert "CDN-Cache-Control" not in response.headers
     refused = client.get(f"/students/{STUDENT_OF['ice']}", headers={"X-User": "ice"})
     assert refused.status_code == 403  # a refusal passes the app's hook too
-    assert refused.headers["Cache-Control"] == "no-store"
+    assert refused.headers["Cache-Control"] == "no-store, private"
     assert "CDN-Cache-Control" not in refused.headers
     response = client.get(f"/students/{sid}/history", headers={"X-User": "teacher"})
     assert response.get_json() == [TEACHER_VIEW, TEACHER_VIEW]

@@ -137,7 +137,7 @@ def test_teacher_reads_one_student_redacted(
     response = caller.get("teacher", "/students/stu-00001")
     assert response.status_code == 200, response.text
     assert response.headers["X-Gatekeeper-Decision"].startswith("permit; id=")
-    assert response.headers["Cache-Control"] == "no-store"  # no cache keeps a record
+    assert response.headers["Cache-Control"] == "no-store, private"  # no cache keeps a record
     user = response.json()["user"]
     assert set(user) <= TEACHER_KEYS
     assert set(user["metadata"]) <= TEACHER_METADATA

@@ -119,7 +119,7 @@ def _error(
     return JSONResponse(
         _body(error, description, **extra),
         status_code=status,
-        headers={"Cache-Control": "no-store", **(headers or {})},
+        headers={"Cache-Control": "no-store, private", **(headers or {})},
     )
 
 
@@ -406,7 +406,7 @@ class OneRosterProxy:
         if decision is not None:
             headers["X-Gatekeeper-Decision"] = decision.decision_id
         # Student records (and refusals) are never to be kept by a cache.
-        out_headers = {"X-Request-Id": plan.request_id, "Cache-Control": "no-store"}
+        out_headers = {"X-Request-Id": plan.request_id, "Cache-Control": "no-store, private"}
         if decision is not None:
             out_headers.update(_decision_header(decision))
         try:
