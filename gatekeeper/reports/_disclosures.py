@@ -211,12 +211,15 @@ class DisclosureAggregator:
                 continue
             decision_id, held_for = held
             day = self.released.get(decision_id)
-            if day is not None:
+            if day is not None and not self.period.after(date.fromisoformat(day)):
                 row[released] = day
                 continue
+            # Not released, or only after this period: a disclosure of the
+            # later period's record, not of this one (counted once).
             not_released += 1
             row[disclosed] = ""
-            row[released] = "not released: held for " + ", ".join(held_for)
+            why = "not released: held for " + ", ".join(held_for)
+            row[released] = why if day is None else f"{why} (released later, on {day})"
         self.emergencies = sum(1 for row in self.rows if row[_COLUMN["emergency"]])
         return not_released
 

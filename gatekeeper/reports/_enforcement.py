@@ -278,7 +278,7 @@ class EnforcementAggregator:
                 for decision, word in (
                     ("deny", "refused"),
                     ("escalate", "escalated"),
-                    ("permit", "complied"),
+                    ("permit", "permitted"),
                 )
             ),
         )
@@ -328,7 +328,7 @@ def outcome_table(
     sort: bool = True,
     html_limit: int | None = None,
     label_keys: bool = False,
-    words: tuple[str, str, str] = ("refused", "escalated", "complied"),
+    words: tuple[str, str, str] = ("refused", "escalated", "permitted"),
 ) -> Table:
     """Rows ``value, decisions, refused, escalated, complied`` from (value, decision) counts
     (``words``: the names of the deny, escalate and permit columns)."""

@@ -29,7 +29,7 @@ DECISIONS = ("permit", "deny", "escalate")
 #: Words for the codes a parent or a board member reads (codes stay in CSV and JSON).
 LABELS: dict[str, str] = {
     # decisions
-    "permit": "complied (released)",
+    "permit": "permitted",
     "deny": "refused",
     "escalate": "escalated to the legal office",
     # requester kinds
