@@ -113,11 +113,13 @@ class FlaskGatekeeper:
             chosen, self.request_for, self.redactor, self.max_body_bytes
         )
         app.before_request(self._before)
-        # Flask runs after_request hooks in reverse order of registration: put
-        # this one first in the list so that it runs last, after the app's own
-        # hooks (registered before or after), and nothing changes the redacted
-        # response or its Cache-Control afterwards.
-        app.after_request_funcs.setdefault(None, []).insert(0, self._after)
+        # Redaction is an ordinary after_request hook: hooks registered before
+        # init_app run after it and see only the redacted body (compression,
+        # say). Flask runs after_request hooks in reverse order of registration,
+        # so the cache marking goes first in the list and runs last: no app
+        # hook can make a guarded answer cacheable again.
+        app.after_request(self._after)
+        app.after_request_funcs.setdefault(None, []).insert(0, self._mark_no_store)
         app.wsgi_app = _AnswerViewErrors(app.wsgi_app)  # type: ignore[method-assign]
 
     @staticmethod
@@ -159,10 +161,8 @@ class FlaskGatekeeper:
 
     def _after(self, response: Response) -> Response:
         verdict: Verdict | None = g.get("gatekeeper_verdict")
-        if verdict is None:
-            return response  # not guarded
-        if verdict.grant is None:  # our own refusal: keep it out of caches too
-            return _no_store(response)
+        if verdict is None or verdict.grant is None:
+            return response  # not guarded, or our own refusal
         if response.is_streamed or response.direct_passthrough:
             return _refusal(unredactable(verdict, "a streamed or file response"))
         body = response.get_data()
@@ -179,6 +179,14 @@ class FlaskGatekeeper:
             return _refusal(replacement)
         response.set_data(redacted)
         response.headers[DECISION_HEADER] = str(verdict.decision_id)
+        return response
+
+    @staticmethod
+    def _mark_no_store(response: Response) -> Response:
+        """Last of all hooks: a guarded answer (a record or a refusal) is kept out
+        of every cache, whatever the app's own hooks set."""
+        if g.get("gatekeeper_verdict") is None:
+            return response  # not guarded
         return _no_store(response)
 
 

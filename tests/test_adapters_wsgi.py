@@ -195,6 +195,10 @@ def flask_request_for(req: Any) -> dict[str, Any] | None:
     return access_request(g.get("user"), req.view_args["student_id"])
 
 
+#: The bodies an app's own after_request hook (registered before init_app) saw.
+APP_HOOK_SAW: list[bytes] = []
+
+
 def flask_app(gk: Gatekeeper, calls: list[str], *, global_builder: bool = False) -> Flask:
     app = Flask(__name__)
 
@@ -204,6 +208,7 @@ def flask_app(gk: Gatekeeper, calls: list[str], *, global_builder: bool = False)
 
     @app.after_request
     def cache_for_cdn(response: Any) -> Any:  # registered first: Flask runs it after ours
+        APP_HOOK_SAW.append(response.get_data())  # as a compressing hook would
         response.headers["Cache-Control"] = "public, max-age=300"
         response.headers["CDN-Cache-Control"] = "max-age=3600"
         return response
@@ -295,6 +300,7 @@ def test_flask_permit_is_redacted(gk: Gatekeeper) -> None:
     assert len(response.headers[HEADER]) == 32
     # The app's own hook set public caching (and a CDN's); the gatekeeper's runs last.
     assert response.headers["Cache-Control"] == "no-store, private"
+    assert APP_HOOK_SAW[-1] == response.data  # it saw the redacted body only
     assert "CDN-Cache-Control" not in response.headers
     refused = client.get(f"/students/{STUDENT_OF['ice']}", headers={"X-User": "ice"})
     assert refused.status_code == 403  # a refusal passes the app's hook too
