@@ -52,7 +52,7 @@ SIS_TOKEN = "demo-sis-token"  # noqa: S105
 TEACHER_CLASS = "cls-01-01-home-1"  # Ms. Rivera's homeroom in the demo proxy config
 #: The demo moves each case to today (its documents by as many days as lie
 #: between the case's own as_of and today) instead of deciding "as of" that
-#: day: a live gatekeeper refuses a backdated as_of (max_as_of_skew).
+#: day: a live gatekeeper sets a backdated as_of aside (max_as_of_skew).
 _BASIS_DATES = ("issued", "execute_by", "return_date")
 _CONSENT_DATES = ("dated", "revoked_on")
 

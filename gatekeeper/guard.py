@@ -171,9 +171,10 @@ class Gatekeeper:
         #: Without an audit log, decisions are made but a permit becomes a
         #: deny (``audit_unavailable``) unless this is set (tests, benchmarks).
         self.allow_unaudited = allow_unaudited
-        #: When set, a live request whose ``as_of`` is further than this many
-        #: seconds from now is invalid: a backdated request cannot revive a
-        #: revoked consent or an expired warrant. (Replays do not use decide.)
+        #: When set, a request whose ``as_of`` is further than this many seconds
+        #: from now is decided as of now (the claim kept in its entry): a
+        #: backdated request cannot revive a revoked consent or an expired
+        #: warrant. (Replays do not use decide.)
         if isinstance(max_as_of_skew, _Default):
             from gatekeeper.config import default_max_as_of_skew
 
@@ -186,7 +187,7 @@ class Gatekeeper:
             or not 0 < max_as_of_skew <= 31_622_400
         ):
             raise GatekeeperError(
-                "max_as_of_skew must be a number of seconds from 0 to 31622400 (a year), "
+                "max_as_of_skew must be a number of seconds above 0, at most 31622400 (a year), "
                 f"or None/False for no check, not {max_as_of_skew!r}",
                 reason="config",
             )

@@ -567,3 +567,16 @@ def test_show_names_what_an_acknowledgment_or_a_release_acted_on() -> None:
     assert ack.split()[2:] == ["ack", "NOTIFY_PARENT_PRE", "of", "entry", "13"]
     assert release.split()[2:] == ["release", "entry", "13"]
     assert ":" not in ack.split("ack", 1)[1]  # no empty "kind:agency" requester
+
+
+def test_show_bounds_are_read_as_utc_and_compared_in_the_log_s_own_form() -> None:
+    from gatekeeper.audit.show import EntryFilter
+
+    assert EntryFilter(since="2026-12-05").since == "2026-12-05T00:00:00.000000Z"
+    assert EntryFilter(since="2026-12-05 17:00").since == "2026-12-05T17:00:00.000000Z"
+    assert EntryFilter(until="2026-12-05T17:00+02:00").until == "2026-12-05T15:00:00.000000Z"
+    at_nine = {"timestamp": "2026-12-05T09:00:00.000000Z"}
+    assert not EntryFilter(since="2026-12-05 17:00").matches(at_nine)  # was a match
+    for bad in ("20261205", "2026-W49-1", "9999-12-31T23:59:59-01:00"):
+        with pytest.raises(gatekeeper.GatekeeperError, match="UTC date or timestamp"):
+            EntryFilter(since=bad)

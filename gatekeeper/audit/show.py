@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from gatekeeper.audit.entry import timestamp
 from gatekeeper.audit.store import AuditStore
 from gatekeeper.errors import GatekeeperError
 
 __all__ = ["EntryFilter", "iter_entries", "render_table", "select_entries"]
+
+#: A date, or a date and a time (seconds, fractions and a zone optional).
+_BOUND = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +32,26 @@ class EntryFilter:
     limit: int = 1000
 
     def __post_init__(self) -> None:
-        # Entries compare by their UTC timestamp text: a bound must be a date or
-        # a timestamp, or it would silently select nothing (or everything).
+        # Entries compare by their timestamp text (UTC, fixed microseconds): a
+        # bound is read as a date or a timestamp (no zone: UTC) and rewritten
+        # in that form, or a typo would select nothing, or everything.
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is None:
                 continue
             try:
-                datetime.fromisoformat(value)
-            except ValueError:
+                if not _BOUND.fullmatch(value):
+                    raise ValueError(value)
+                moment = datetime.fromisoformat(value)
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=UTC)
+                text = timestamp(moment)
+            except (ValueError, OverflowError):
                 raise GatekeeperError(
                     f"--{name} must be a UTC date or timestamp "
                     f"(2026-12-05 or 2026-12-05T17:00:00Z), not {value!r}"
                 ) from None
+            object.__setattr__(self, name, text)
         if self.limit < 1:
             raise GatekeeperError("--limit must be at least 1")
 

@@ -54,11 +54,11 @@ def _moment(text: str, what: str, *, end: bool) -> str:
             day = date.fromisoformat(value)
             return (day + timedelta(days=1) if end else day).isoformat()
         moment = datetime.fromisoformat(value)
-    except ValueError as exc:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError) as exc:
         raise UiError(f"{what}: not a UTC date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM)") from exc
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return moment.isoformat(timespec="seconds")  # the year zero-padded, as entries have it
 
 
 @dataclass(frozen=True, slots=True)
