@@ -65,6 +65,33 @@ def default_policy_dir() -> Path:
 MAX_AS_OF_SKEW = 300.0
 
 
+def as_of_skew(value: object, name: str = "max_as_of_skew", *, text: bool = True) -> float | None:
+    """A ``max_as_of_skew`` value checked: None or False (or, when ``text``,
+    "off" and "false") for no check, else seconds above 0 and at most a year.
+    ``name`` is what the error calls it (the setting, or the variable)."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, str) and text:
+        if value.strip().lower() in {"off", "false"}:
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise GatekeeperError(
+                f"{name} must be a number of seconds, or off", reason="config"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GatekeeperError(
+            f"{name} must be a number of seconds, or None/False for no check, not {value!r}",
+            reason="config",
+        )
+    if not 0 < value <= 31_622_400:
+        raise GatekeeperError(
+            f"{name} must be between 0 and 31622400 seconds (a year), or false", reason="config"
+        )
+    return float(value)
+
+
 def default_max_as_of_skew() -> float | None:
     """``$GATEKEEPER_MAX_AS_OF_SKEW`` ("off" or "false": no check; seconds), else
     :data:`MAX_AS_OF_SKEW`: the default of :class:`Settings` and of
@@ -72,20 +99,7 @@ def default_max_as_of_skew() -> float | None:
     value = os.environ.get("GATEKEEPER_MAX_AS_OF_SKEW", "").strip()
     if not value:
         return MAX_AS_OF_SKEW
-    if value.lower() in {"off", "false"}:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError as exc:
-        raise GatekeeperError(
-            "GATEKEEPER_MAX_AS_OF_SKEW must be a number of seconds, or off", reason="config"
-        ) from exc
-    if not 0 < seconds <= 31_622_400:
-        raise GatekeeperError(
-            "GATEKEEPER_MAX_AS_OF_SKEW must be between 0 and 31622400 seconds, or off",
-            reason="config",
-        )
-    return seconds
+    return as_of_skew(value, "GATEKEEPER_MAX_AS_OF_SKEW")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,11 +176,7 @@ class Settings:
             raise GatekeeperError(
                 "embedded_workers must be a whole number from 1 to 256", reason="config"
             )
-        if self.max_as_of_skew is not None and not (0 < self.max_as_of_skew <= 31_622_400):
-            raise GatekeeperError(
-                "max_as_of_skew must be between 0 and 31622400 seconds (a year), or false",
-                reason="config",
-            )
+        as_of_skew(self.max_as_of_skew, text=False)
         if not (0 < self.audit_timeout <= 600):
             raise GatekeeperError(
                 "audit_timeout must be between 0 and 600 seconds", reason="config"
@@ -228,17 +238,13 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     for key in ("data_dir", "policy_dir", "key_path", "shadow_policy_dir"):
         if key in values:
             values[key] = Path(values[key])
-    if values.get("max_as_of_skew") is False or (
-        isinstance(values.get("max_as_of_skew"), str)
-        and values["max_as_of_skew"].strip().lower() in {"off", "false"}
-    ):
-        values["max_as_of_skew"] = None  # replaying past scenarios: no check
+    if "max_as_of_skew" in values:  # false or "off": replaying past scenarios, no check
+        values["max_as_of_skew"] = as_of_skew(values["max_as_of_skew"])
     seconds = (
         "opa_timeout",
         "wasm_timeout",
         "embedded_timeout",
         "audit_timeout",
-        "max_as_of_skew",
         "clock_tolerance",
         "clock_settle",
         "signer_timeout",

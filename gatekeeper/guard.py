@@ -175,24 +175,12 @@ class Gatekeeper:
         #: from now is decided as of now (the claim kept in its entry): a
         #: backdated request cannot revive a revoked consent or an expired
         #: warrant. (Replays do not use decide.)
-        if isinstance(max_as_of_skew, _Default):
-            from gatekeeper.config import default_max_as_of_skew
+        from gatekeeper.config import as_of_skew, default_max_as_of_skew
 
-            max_as_of_skew = default_max_as_of_skew()
-        elif max_as_of_skew is False:
-            max_as_of_skew = None  # as in the settings: false turns the check off
-        if max_as_of_skew is not None and (
-            isinstance(max_as_of_skew, bool)
-            or not isinstance(max_as_of_skew, int | float)
-            or not 0 < max_as_of_skew <= 31_622_400
-        ):
-            raise GatekeeperError(
-                "max_as_of_skew must be a number of seconds above 0, at most 31622400 (a year), "
-                f"or None/False for no check, not {max_as_of_skew!r}",
-                reason="config",
-            )
         self.max_as_of_skew: float | None = (
-            None if max_as_of_skew is None else float(max_as_of_skew)
+            default_max_as_of_skew()
+            if isinstance(max_as_of_skew, _Default)
+            else as_of_skew(max_as_of_skew, text=False)  # False: off, as in the settings
         )
         self.timezone = timezone
         if blocking_obligations is None:
