@@ -271,14 +271,24 @@ class _Pool:
     def _assign(self, job: _Job) -> _Worker | None:
         """Under the lock: ``job`` to an idle worker (None), or to a new one,
         returned to be begun (its thread started) by the caller."""
-        self.busy += 1
-        job.generation = self.generation
         if self.idle:
-            self.idle.pop().submit(job)
+            self._hand(job, self.idle.pop())
             return None
         worker = _Worker(self, self.pack, self.generation)
-        worker.submit(job)
+        self._hand(job, worker)
         return worker
+
+    def _hand(self, job: _Job, worker: _Worker) -> None:
+        """Under the lock: ``job`` to ``worker`` (of the current generation), busy."""
+        self.busy += 1
+        job.generation = self.generation
+        worker.submit(job)
+
+    def _next_queued(self) -> _Job:
+        """Under the lock: the oldest queued job, out of the queue."""
+        job = self.queue.popleft()
+        job.queued = False
+        return job
 
     def give_up(self, job: _Job) -> bool:
         """The caller stops waiting for ``job``: True if it will not be answered
@@ -304,8 +314,7 @@ class _Pool:
         the cap allows."""
         if not self.queue or self._full() or self.overdue >= MAX_OVERDUE:
             return
-        job = self.queue.popleft()
-        job.queued = False
+        job = self._next_queued()
         worker = self._assign(job)
         if worker is None:
             return
@@ -326,17 +335,13 @@ class _Pool:
             current = worker.generation == self.generation
             if job.overdue:
                 self.overdue -= 1
-                if current and job.generation == self.generation:
+                if current:  # the job was handed in the worker's generation
                     self.overdue_now -= 1
             if current:
                 self.busy -= 1
             if current and reuse:
                 if self.queue and not self._full():
-                    following = self.queue.popleft()
-                    following.queued = False
-                    following.generation = self.generation
-                    self.busy += 1
-                    worker.submit(following)
+                    self._hand(self._next_queued(), worker)
                     return
                 if len(self.idle) < self.max_workers:
                     self.idle.append(worker)
