@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from gatekeeper.obligations._payload import MET_BY_REDACTION
 from gatekeeper.reports._fields import (
     DECISIONS,
     deciding_rule,
@@ -78,10 +79,6 @@ def _names(entry: Mapping[str, Any], key: str) -> str:
     return ", ".join(names)
 
 
-#: Blocking obligations the guard meets itself for one named student (its redaction).
-_MET_BY_REDACTION = frozenset({"REDACT_OUT_OF_SCOPE"})
-
-
 class DisclosureAggregator:
     """One pass over the log for one student; :meth:`report` builds the record.
 
@@ -93,7 +90,7 @@ class DisclosureAggregator:
             raise ValueError("a student id is required")
         self.student_id = student_id
         self.period = period
-        self.blocking = blocking - _MET_BY_REDACTION
+        self.blocking = blocking - MET_BY_REDACTION
         self.rows: list[list[Cell]] = []
         #: entry index -> (decision_id, the codes that held its release)
         self.held: dict[int, tuple[str, list[str]]] = {}
