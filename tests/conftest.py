@@ -7,6 +7,7 @@ where they fail: CI must never pass by skipping.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,22 @@ if str(REPO_ROOT) not in sys.path:
 from tests.opa_server import OpaServer, find_opa  # noqa: E402
 
 POLICIES_DIR = REPO_ROOT / "policies"
+
+
+def copy_pack(directory: Path, name: str = "policies") -> Path:
+    """A copy of policies/ without its tests, as ``directory/name``, to edit."""
+    target = directory / name
+    shutil.copytree(POLICIES_DIR, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    return target
+
+
+def uncompilable_pack(directory: Path) -> Path:
+    """A copy of policies/ with facts.rego copied beside itself: every default
+    rule twice, which rego-cpp cannot compile."""
+    target = copy_pack(directory)
+    facts = target / "gatekeeper" / "facts.rego"
+    (target / "gatekeeper" / "facts_copy.rego").write_text(facts.read_text())
+    return target
 
 
 def require_all() -> bool:

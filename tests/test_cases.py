@@ -9,7 +9,6 @@ OPA server must both produce it.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import gatekeeper
 from gatekeeper import Gatekeeper
 from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, WasmEngine, load_pack
 from gatekeeper.policy.testing import AGREEMENT_KEYS
-from tests.conftest import POLICIES_DIR
+from tests.conftest import POLICIES_DIR, copy_pack
 from tests.opa_server import OpaServer
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -137,8 +136,7 @@ def test_a_code_added_to_the_agency_catalog_counts_on_both_engines(
     (catalog/data.json, agencies.immigration): decisions follow without an edit
     of the pattern, on both engines. Before, only the pattern counted and the
     new code was silently outside the immigration context."""
-    pack_dir = tmp_path / "policies"
-    shutil.copytree(POLICIES_DIR, pack_dir, ignore=shutil.ignore_patterns("*_test.rego"))
+    pack_dir = copy_pack(tmp_path)
     data_file = pack_dir / "catalog" / "data.json"
     catalog = json.loads(data_file.read_text(encoding="utf-8"))
     assert "INS" not in catalog["agencies"]["immigration"]

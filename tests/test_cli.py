@@ -150,12 +150,9 @@ def test_a_pack_that_cannot_load_prints_a_deny_and_exits_1(tmp_path: Path) -> No
     """The README: on exit 1 the printed decision is a deny with a reason. A pack
     rego-cpp cannot compile (a module copied beside itself): standard output
     holds only that decision (rego-cpp's own messages go to stderr)."""
-    import shutil
+    from tests.conftest import uncompilable_pack
 
-    pack = tmp_path / "policies"
-    shutil.copytree(REPO_ROOT / "policies", pack, ignore=shutil.ignore_patterns("*_test.rego"))
-    facts = pack / "gatekeeper" / "facts.rego"
-    (pack / "gatekeeper" / "facts_copy.rego").write_text(facts.read_text())
+    pack = uncompilable_pack(tmp_path)
     result = run(
         "--policy-dir",
         str(pack),

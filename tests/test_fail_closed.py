@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from gatekeeper.engines import EmbeddedEngine, OpaServerEngine, PolicyEngine, lo
 from gatekeeper.engines.embedded import MAX_OVERDUE
 from gatekeeper.errors import EngineError, PolicyError
 from gatekeeper.request import parse_request
-from tests.conftest import POLICIES_DIR
+from tests.conftest import POLICIES_DIR, copy_pack, uncompilable_pack
 from tests.opa_server import CannedOpa, OpaServer, SlowProxy
 
 CASES = {
@@ -44,13 +43,19 @@ def mutated_pack(
     tmp_path: Path, old: str, new: str, file: str = "gatekeeper/decision.rego"
 ) -> Path:
     """A copy of policies/ with one text replacement (which must apply)."""
-    target = tmp_path / "policies"
-    shutil.copytree(POLICIES_DIR, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    target = copy_pack(tmp_path)
     path = target / file
     text = path.read_text()
     assert old in text, f"mutation anchor not found in {file}: {old!r}"
     path.write_text(text.replace(old, new, 1))
     return target
+
+
+def pack_with_line(tmp_path: Path, line: str) -> Path:
+    """A copy of policies/ with ``line`` first in the body of process.rego's in_date."""
+    return mutated_pack(
+        tmp_path, "in_date if {\n", "in_date if {\n" + line, file="gatekeeper/process.rego"
+    )
 
 
 def assert_denied(gk: Gatekeeper, request: dict[str, Any], reason: str) -> None:
@@ -216,12 +221,7 @@ def test_garbage_from_the_server_is_denied(status: int, body: bytes) -> None:
 def test_unsupported_builtin_is_refused_at_load(tmp_path: Path) -> None:
     # rego-cpp evaluates an unknown built-in to undefined, so `not expired`
     # would allow: the pack is checked before either engine uses it.
-    pack_dir = mutated_pack(
-        tmp_path,
-        "in_date if {\n",
-        'in_date if {\n\ttime.parse_rfc3339_ns("2020-01-01T00:00:00Z") > 0\n',
-        file="gatekeeper/process.rego",
-    )
+    pack_dir = pack_with_line(tmp_path, '\ttime.parse_rfc3339_ns("2020-01-01T00:00:00Z") > 0\n')
     with pytest.raises(PolicyError, match=r"time\.parse_rfc3339_ns"):
         load_pack(pack_dir)
 
@@ -239,9 +239,7 @@ def test_unsupported_builtin_is_refused_at_load(tmp_path: Path) -> None:
     ids=["hash-in-string", "raw-string-and-comment", "escaped-quote"],
 )
 def test_a_forbidden_builtin_after_a_hash_in_a_string_is_refused(tmp_path: Path, line: str) -> None:
-    pack_dir = mutated_pack(
-        tmp_path, "in_date if {\n", "in_date if {\n" + line, "gatekeeper/process.rego"
-    )
+    pack_dir = pack_with_line(tmp_path, line)
     with pytest.raises(PolicyError, match=r"time\.now_ns \(gatekeeper/process\.rego:\d+\)"):
         load_pack(pack_dir)
 
@@ -260,30 +258,20 @@ def test_a_forbidden_builtin_after_a_hash_in_a_string_is_refused(tmp_path: Path,
 def test_calls_hidden_in_templates_or_with_are_refused(
     tmp_path: Path, line: str, message: str
 ) -> None:
-    pack_dir = mutated_pack(
-        tmp_path, "in_date if {\n", "in_date if {\n" + line, "gatekeeper/process.rego"
-    )
+    pack_dir = pack_with_line(tmp_path, line)
     with pytest.raises(PolicyError, match=message):
         load_pack(pack_dir)
 
 
 def test_with_replacing_data_or_input_is_not_a_call(tmp_path: Path) -> None:
-    pack_dir = mutated_pack(
-        tmp_path,
-        "in_date if {\n",
-        'in_date if {\n\ty := 1 with input as {"a": 1}\n\tz := 2 with data.catalog.x as y\n',
-        file="gatekeeper/process.rego",
+    pack_dir = pack_with_line(
+        tmp_path, '\ty := 1 with input as {"a": 1}\n\tz := 2 with data.catalog.x as y\n'
     )
     load_pack(pack_dir)  # no error
 
 
 def test_builtins_in_strings_and_comments_are_not_calls(tmp_path: Path) -> None:
-    pack_dir = mutated_pack(
-        tmp_path,
-        "in_date if {\n",
-        'in_date if {\n\t"time.now_ns()" != `sprintf("#")` # time.now_ns()\n',
-        file="gatekeeper/process.rego",
-    )
+    pack_dir = pack_with_line(tmp_path, '\t"time.now_ns()" != `sprintf("#")` # time.now_ns()\n')
     assert "time.now_ns" not in load_pack(pack_dir).builtin_calls()
 
 
@@ -291,11 +279,7 @@ def test_a_pack_regopy_cannot_compile_is_refused_at_load(tmp_path: Path) -> None
     """A module copied beside itself (every default rule twice): rego-cpp's build
     fails, and querying its bundle crashed the process (a segmentation fault)
     at the first decision. Now the engine is refused when it is made."""
-    pack_dir = mutated_pack(
-        tmp_path, "import rego.v1\n", "import rego.v1\n", file="gatekeeper/facts.rego"
-    )
-    facts = pack_dir / "gatekeeper" / "facts.rego"
-    (pack_dir / "gatekeeper" / "facts_copy.rego").write_text(facts.read_text())
+    pack_dir = uncompilable_pack(tmp_path)
     pack = load_pack(pack_dir)
     with pytest.raises(PolicyError, match="cannot compile the pack: rego-cpp reported errors"):
         EmbeddedEngine(pack)
@@ -526,8 +510,7 @@ def slow_to_compile_pack(tmp_path: Path, rules: int = 2000) -> Path:
     """policies/ and a module of ``rules`` rules nothing uses: rego-cpp takes
     over a second to compile it (0.44 s for 1,000 rules, 3 s for 3,000 here),
     an evaluation still a few milliseconds."""
-    target = tmp_path / "policies"
-    shutil.copytree(POLICIES_DIR, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    target = copy_pack(tmp_path)
     body = "\n".join(f"r{i} := {i} if input.never_{i}" for i in range(rules))
     (target / "gatekeeper" / "unused.rego").write_text(
         f"package gatekeeper.unused\n\nimport rego.v1\n\n{body}\n"

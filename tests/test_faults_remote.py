@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +54,7 @@ from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.verify import verify_log
 from gatekeeper.decision import Decision, Effect
 from gatekeeper.engines import EmbeddedEngine, load_pack
-from tests.conftest import POLICIES_DIR
+from tests.conftest import POLICIES_DIR, copy_pack
 from tests.fault_proxy import CutProxy, FaultyHttpFront
 from tests.opa_server import OpaServer
 from tests.pg_server import PostgresServer
@@ -221,8 +220,7 @@ def check_log(log: AuditLog, outcomes: list[Outcome], *, exact: bool) -> dict[st
 
 def mutated_pack(tmp_path: Path) -> Path:
     """policies/ with one data value changed: another revision."""
-    target = tmp_path / "other-policies"
-    shutil.copytree(POLICIES_DIR, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    target = copy_pack(tmp_path, "other-policies")
     path = target / "catalog" / "data.json"
     text = path.read_text()
     old = '"subpoena_min_notice_days": 10'
