@@ -293,3 +293,11 @@ def test_a_gatekeeper_made_directly_sets_a_backdated_as_of_aside_too(
         with pytest.raises(gatekeeper.GatekeeperError, match="max_as_of_skew"):
             Gatekeeper(engine=engine, allow_unaudited=True, max_as_of_skew=bad)  # type: ignore[arg-type]
     engine.close()
+
+
+def test_embedded_workers_reaches_the_engine(tmp_path: Path) -> None:
+    config = tmp_path / "gatekeeper.toml"
+    config.write_text("[gatekeeper]\nembedded_workers = 3\n")
+    gk = gatekeeper.open(data_dir=tmp_path / "d", config=config)
+    assert gk.engine.max_workers == 3  # type: ignore[attr-defined]
+    assert gatekeeper.open(data_dir=tmp_path / "e").engine.max_workers >= 2  # type: ignore[attr-defined]

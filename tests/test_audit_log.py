@@ -580,3 +580,34 @@ def test_show_bounds_are_read_as_utc_and_compared_in_the_log_s_own_form() -> Non
     for bad in ("20261205", "2026-W49-1", "9999-12-31T23:59:59-01:00"):
         with pytest.raises(gatekeeper.GatekeeperError, match="UTC date or timestamp"):
             EntryFilter(since=bad)
+
+
+def test_a_release_naming_no_earlier_decision_is_named(log: AuditLog) -> None:
+    log.append(entry(0))
+    log.append_value(
+        {"kind": "release", "release": {"decision_id": "never-decided", "decision_entry": 0}}
+    )
+    report = verify_log(log.store, log.keys)
+    assert [(p.index, p.message) for p in report.problems] == [
+        (1, "release names no earlier decision")
+    ]
+
+
+def test_cli_output_cut_short_by_its_reader_ends_without_a_traceback(tmp_path: Path) -> None:
+    """`gatekeeper audit show | head -1`: the reader goes away; before, a
+    BrokenPipeError traceback."""
+    teacher = str(REPO_ROOT / "examples" / "teacher-grades.json")
+    for _ in range(3):
+        assert run_cli(tmp_path, "decide", teacher).returncode == 0
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatekeeper", "--data-dir", str(tmp_path), "audit", "show"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes anything
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

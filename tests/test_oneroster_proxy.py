@@ -380,6 +380,7 @@ def test_audit_store_failure_is_503_and_nothing_forwarded(
     body = response.json()
     assert body["error"] == "unavailable" and body["reason"].startswith("audit")
     assert response.headers["Retry-After"]
+    assert response.headers["Cache-Control"] == "no-store, private"  # refusals too
     assert "givenName" not in response.text
     unchanged(sis, before)
     caller.decisions.pop()  # never audited, by definition
